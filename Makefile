@@ -1,0 +1,48 @@
+# Offload: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := python3 -m uv
+# The CA bundle uv should trust (the system one), and a portable llama.cpp build (no -march=native,
+# so a wheel built here runs on any x86-64 with AVX2).
+export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help run test test-fast sync uv test-deps clean
+
+help:
+	@echo "make run    - run gateway, status, worker-ocr, worker-llm (+ embedded Redis) locally"
+	@echo "make test   - run the whole test suite (installs what it needs)"
+	@echo "make bench  - run the benchmarks (BENCHMARKS.md)"
+	@grep -hE '^## ' mk/*.mk 2>/dev/null | sed 's/^## /make /' || true
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+
+# The workspace venv: every service, the dev tools, the in-process llama.cpp backend.
+sync: $(VENV)/.synced
+$(VENV)/.synced: uv.lock pyproject.toml $(wildcard services/*/pyproject.toml) | uv
+	$(UV) sync --all-packages --all-groups --all-extras --frozen
+	@touch $@
+
+run: sync
+	$(PY) scripts/run_local.py
+
+# System packages the tests start for real (their own redis-server on a free port).
+test-deps:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
+test: sync test-deps
+	$(VENV)/bin/pytest
+
+# Everything but the suites marked slow (a quicker loop while developing).
+test-fast: sync test-deps
+	$(VENV)/bin/pytest -m "not slow"
+
+clean:
+	rm -rf .run .pytest_cache
+
+-include $(wildcard mk/*.mk)

@@ -1,0 +1,50 @@
+"""Offload's exceptions.
+
+    OffloadError
+    ├── JobError                 raised by a job handler; `retryable` decides retry or fail
+    │   ├── RetryableJobError    transient: back off and run again while attempts remain
+    │   └── PermanentJobError    the input or request is at fault: fail at once, never retry
+    ├── JobCancelled             raised at a checkpoint when the job was cancelled
+    └── StoreUnavailable         Redis cannot be reached (APIs answer 503 + Retry-After)
+
+Error messages of job errors are shown to clients in the job's `error` field, so they say what
+went wrong in the client's terms and never carry secrets.
+"""
+
+from __future__ import annotations
+
+
+class OffloadError(Exception):
+    """Base of every Offload exception."""
+
+
+class JobError(OffloadError):
+    retryable: bool = False
+
+    def __init__(self, message: str, *, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type or type(self).__name__
+
+    def as_record(self) -> dict[str, object]:
+        return {"type": self.error_type, "message": self.message, "retryable": self.retryable}
+
+
+class RetryableJobError(JobError):
+    retryable = True
+
+    def __init__(self, message: str, *, error_type: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, error_type=error_type)
+        self.retry_after = retry_after  # seconds the remote side asked us to wait, if it said
+
+
+class PermanentJobError(JobError):
+    retryable = False
+
+
+class JobCancelled(OffloadError):
+    """The job was cancelled; the runner records `cancelled` and stops without a result."""
+
+
+class StoreUnavailable(OffloadError):
+    """Redis did not answer."""

@@ -1,0 +1,279 @@
+"""The job runner: the one Celery task body both workers share.
+
+For each delivered message it claims the job (compare-and-set), holds a lease renewed by a
+heartbeat thread, hands a `JobContext` to the worker's handler, and records the outcome:
+
+    handler returns            -> succeeded (result written once)
+    PermanentJobError          -> failed
+    RetryableJobError, crash,  -> retrying + a delayed message (backoff with jitter),
+    soft/hard time limit          or dead when no attempts are left
+    JobCancelled               -> cancelled
+
+A message for a finished job, or for a job another live worker holds, is acknowledged without
+running it (the latter is re-checked after the lease would expire, in case that worker dies).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from redis.exceptions import RedisError
+
+from .errors import JobCancelled, JobError, PermanentJobError, RetryableJobError
+from .handler import JobHandler
+from .jobs import Job
+from .process_local import PerProcess
+from .routing import TASK_NAMES, queue_name
+from .settings import Settings
+from .types import JobState, JobType
+from .worker_store import WorkerJobStore, connect_sync
+
+log = logging.getLogger("offload.runner")
+
+WEBHOOK_TASK = "offload.webhook.deliver"
+
+
+class RunLost(Exception):
+    """Another worker took this run over (our lease lapsed); stop without writing."""
+
+
+def worker_id() -> str:
+    """host:pid:nonce. The pid lets a worker on the same host tell a dead holder from a live one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_NONCE}"
+
+
+_NONCE = uuid.uuid4().hex[:8]
+
+
+def holder_is_dead_local_process(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def backoff_seconds(settings: Settings, attempt: int, asked: float | None = None) -> float:
+    """Exponential backoff with equal jitter, at least what the remote side asked for."""
+    cap = settings.retry_backoff_max_seconds
+    ceiling = min(cap, settings.retry_backoff_base_seconds * (2 ** max(0, attempt - 1)))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if asked:
+        delay = max(delay, min(asked, cap))
+    return delay
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, store: WorkerJobStore, job_id: str, wid: str, interval: float) -> None:
+        super().__init__(name=f"lease-{job_id[:8]}", daemon=True)
+        self.store, self.job_id, self.wid, self.interval = store, job_id, wid, interval
+        self.stop = threading.Event()
+        self.cancel_requested = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                owned, cancel = self.store.heartbeat(self.job_id, self.wid)
+            except (RedisError, OSError):
+                continue  # Redis blinked; the next beat tries again before the lease runs out
+            if cancel:
+                self.cancel_requested.set()
+            if not owned:
+                self.lost.set()
+                return
+
+
+class _Context:
+    """The JobContext a handler sees (offload_core.handler)."""
+
+    TOKEN_FLUSH_SECONDS = 0.05
+
+    def __init__(self, store: WorkerJobStore, job: Job, wid: str, payload: bytes, settings: Settings,
+                 heartbeat: _Heartbeat) -> None:
+        self.job_id = job.id
+        self.tenant = job.tenant
+        self.attempt = job.attempts
+        self.payload = payload
+        self.params: dict[str, Any] = job.params
+        self.settings = settings
+        self._store, self._wid, self._hb = store, wid, heartbeat
+        self._pending: list[str] = []
+        self._last_flush = time.monotonic()
+
+    def checkpoint(self) -> None:
+        if self._hb.cancel_requested.is_set():
+            raise JobCancelled()
+        if self._hb.lost.is_set():
+            raise RunLost()
+
+    def _react(self, flag: int) -> None:
+        if flag == 1:
+            raise JobCancelled()
+        if flag == -1:
+            raise RunLost()
+
+    def progress(self, current: int, total: int, message: str = "") -> None:
+        self._react(self._store.progress(self.job_id, self._wid, current, total, message))
+        self.checkpoint()
+
+    def tokens(self, text: str) -> None:
+        if text:
+            self._pending.append(text)
+        # Batch token events: one Redis round trip per ~50 ms, not one per token.
+        if time.monotonic() - self._last_flush >= self.TOKEN_FLUSH_SECONDS:
+            self.flush()
+        self.checkpoint()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self._pending:
+            texts, self._pending = ["".join(self._pending)], []
+            self._react(self._store.tokens(self.job_id, self._wid, texts))
+
+
+class JobRunner:
+    """Runs one job type's jobs inside a Celery worker process."""
+
+    def __init__(self, app: Celery, job_type: JobType, handler: JobHandler, settings: Settings) -> None:
+        self.app, self.job_type, self.handler, self.settings = app, job_type, handler, settings
+        self._store = PerProcess(lambda: WorkerJobStore(connect_sync(settings), settings))
+
+    @property
+    def store(self) -> WorkerJobStore:
+        return self._store.get()
+
+    def register(self) -> Task:
+        runner = self
+        soft, hard = self.settings.time_limits(self.job_type)
+
+        class JobTask(Task):
+            def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D401 - Celery hook
+                # Runs in the parent process when a child was killed for the hard time limit:
+                # the child could not record anything, so record it here.
+                if isinstance(exc, TimeLimitExceeded) and args:
+                    runner.on_hard_time_limit(args[0], hard)
+
+        @self.app.task(name=TASK_NAMES[self.job_type], bind=True, base=JobTask, acks_late=True,
+                       max_retries=None, soft_time_limit=soft, time_limit=hard)
+        def run_job(task: Task, job_id: str) -> None:
+            runner.run(task, job_id)
+
+        return run_job
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, task: Task, job_id: str) -> None:
+        store, wid = self.store, worker_id()
+        claim = store.claim(job_id, wid)
+        if claim.status == "leased" and claim.holder and holder_is_dead_local_process(claim.holder):
+            claim = store.claim(job_id, wid, replace_holder=claim.holder)
+        if claim.status == "leased":
+            # Another worker holds it. Look again once its lease would have lapsed: if that
+            # worker died, this message is what brings the job back.
+            log.info("job %s is held by %s; checking again later", job_id, claim.holder)
+            raise task.retry(countdown=claim.lease_ms_left / 1000 + 1, max_retries=None)
+        if claim.status != "claimed" or claim.job is None:
+            log.info("job %s not run: %s %s", job_id, claim.status, claim.state or "")
+            if claim.status in ("dead", "cancelled"):  # this claim is what ended the job
+                self._after_terminal(job_id)
+            return
+        job = claim.job
+        self._execute(task, store, job, wid)
+
+    def _execute(self, task: Task, store: WorkerJobStore, job: Job, wid: str) -> None:
+        payload = store.payload(job.id)
+        if payload is None:
+            self._finish(store, job, wid, JobState.FAILED, error=PermanentJobError(
+                "the job's input expired before it could run", error_type="PayloadExpired").as_record())
+            return
+        hb = _Heartbeat(store, job.id, wid, max(0.5, self.settings.lease_seconds / 3))
+        hb.start()
+        ctx = _Context(store, job, wid, payload, self.settings, hb)
+        try:
+            result = self.handler(ctx)
+            ctx.flush()
+        except JobCancelled:
+            self._finish(store, job, wid, JobState.CANCELLED)
+        except RunLost:
+            log.warning("job %s: lease lost to another worker; this run stops without writing", job.id)
+        except PermanentJobError as exc:
+            self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
+        except RetryableJobError as exc:
+            self._retry_or_die(task, store, job, wid, exc)
+        except SoftTimeLimitExceeded:
+            soft, _ = self.settings.time_limits(self.job_type)
+            self._retry_or_die(task, store, job, wid, RetryableJobError(
+                f"the job ran longer than its time limit of {soft} s", error_type="TimeLimitExceeded"))
+        except JobError as exc:  # a JobError subclass that chose neither side
+            self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
+        except (RedisError, OSError) as exc:
+            # The store itself failed: nothing can be recorded now. Let the message be
+            # delivered again (not acknowledged) once Redis is back.
+            log.error("job %s: store unavailable (%s); the message will be redelivered", job.id, exc)
+            raise
+        except Exception as exc:  # a bug or an unexpected library error: never crash the worker
+            log.exception("job %s: unexpected error", job.id)
+            self._retry_or_die(task, store, job, wid, RetryableJobError(
+                f"internal error ({type(exc).__name__})", error_type="InternalError"))
+        else:
+            self._finish(store, job, wid, JobState.SUCCEEDED, result=result)
+        finally:
+            hb.stop.set()
+
+    def _finish(self, store: WorkerJobStore, job: Job, wid: str, state: JobState, *,
+                result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
+        if store.finish(job, wid, state, result=result, error=error):
+            log.info("job %s %s", job.id, state.value)
+            self._after_terminal(job.id)
+        else:
+            log.warning("job %s: outcome %s not recorded, the run belongs to another worker", job.id, state.value)
+
+    def _retry_or_die(self, task: Task, store: WorkerJobStore, job: Job, wid: str, exc: RetryableJobError) -> None:
+        if job.attempts >= job.max_attempts:
+            self._finish(store, job, wid, JobState.DEAD, error=exc.as_record())
+            return
+        delay = backoff_seconds(self.settings, job.attempts, exc.retry_after)
+        if store.finish(job, wid, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay):
+            log.info("job %s retrying in %.1f s (attempt %d of %d): %s", job.id, delay, job.attempts,
+                     job.max_attempts, exc.message)
+            raise task.retry(countdown=delay, max_retries=None)
+
+    def on_hard_time_limit(self, job_id: str, hard: int) -> None:
+        """Parent-side bookkeeping after a child was killed for running past the hard limit."""
+        store = self.store
+        job = store.get(job_id)
+        if job is None or job.state is not JobState.RUNNING or not job.worker:
+            return
+        exc = RetryableJobError(f"the job was stopped at its hard time limit of {hard} s",
+                                error_type="TimeLimitExceeded")
+        if job.attempts >= job.max_attempts:
+            self._finish(store, job, job.worker, JobState.DEAD, error=exc.as_record())
+            return
+        delay = backoff_seconds(self.settings, job.attempts)
+        if store.finish(job, job.worker, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay):
+            self.app.send_task(TASK_NAMES[self.job_type], args=[job_id], task_id=job_id, countdown=delay,
+                               queue=queue_name(self.job_type, job.priority))
+
+    def _after_terminal(self, job_id: str) -> None:
+        """Queue the webhook for a job that just finished, if it asked for one."""
+        job = self.store.get(job_id)
+        if job is None or not job.callback_url or job.state not in (
+                JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED):
+            return
+        self.app.send_task(WEBHOOK_TASK, args=[job_id, job.state.value], queue=queue_name(job.type, job.priority))

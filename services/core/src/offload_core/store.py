@@ -1,0 +1,312 @@
+"""The job store as the APIs use it (asyncio): submit, cancel, requeue, read, list, follow.
+
+Every write is one Lua script from `offload_core.lua`; reads are plain commands. Redis errors
+surface as `StoreUnavailable`, which the APIs turn into 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from celery import Celery
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
+
+from . import keys, lua
+from .errors import StoreUnavailable
+from .jobs import Job
+from .messages import build_task_message
+from .routing import ALL_QUEUES, queue_name
+from .settings import Settings
+from .types import JobState, JobType, Priority
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    status: str  # created | existing | conflict | rate_limited | quota_exceeded
+    job_id: str
+    retry_after: int = 0
+    job: Job | None = None  # the new record, when created
+
+
+@dataclass(frozen=True)
+class NewJob:
+    type: JobType
+    tenant: str
+    priority: Priority
+    payload: bytes
+    params: dict[str, Any]
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+    trace_id: str | None = None
+    trace_headers: dict[str, str] | None = None
+
+    def digest(self) -> str:
+        """What makes two submissions 'the same body' for Idempotency-Key."""
+        h = hashlib.sha256()
+        for part in (self.type.value, self.priority.value, self.callback_url or "",
+                     json.dumps(self.params, sort_keys=True)):
+            h.update(part.encode())
+            h.update(b"\0")
+        h.update(self.payload)
+        return h.hexdigest()
+
+
+def connect(settings: Settings, **kwargs: Any) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=15,
+        retry_on_timeout=False,
+        **kwargs,
+    )
+
+
+def message_app() -> Celery:
+    """A Celery app used only to build task messages (never connects)."""
+    return Celery("offload-messages", set_as_current=False)
+
+
+class JobStore:
+    def __init__(self, redis: aioredis.Redis, settings: Settings, celery_app: Celery | None = None) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.app = celery_app or message_app()
+        self._submit = redis.register_script(lua.SUBMIT)
+        self._cancel = redis.register_script(lua.CANCEL)
+        self._requeue = redis.register_script(lua.REQUEUE)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def submit(self, new: NewJob) -> SubmitOutcome:
+        s = self.settings
+        now = time.time()
+        job_id = str(uuid.uuid4())
+        job = Job(
+            id=job_id, type=new.type, tenant=new.tenant, priority=new.priority, state=JobState.QUEUED,
+            max_attempts=s.max_attempts(new.type), created_at=now, queued_at=now, params=new.params,
+            idempotency_key=new.idempotency_key, callback_url=new.callback_url, trace_id=new.trace_id,
+        )
+        queue = queue_name(new.type, new.priority)
+        message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
+                                     headers=new.trace_headers)
+        minute = int(now // 60)
+        flat: list[str] = [x for kv in job.to_hash().items() for x in kv]
+        idem = new.idempotency_key or ""
+        async with _unavailable_as_error():
+            status, ident = await self._submit(
+                keys=[keys.idempotency(new.tenant, idem), keys.tenant_rate(new.tenant, minute),
+                      keys.tenant_active(new.tenant), keys.job(job_id), keys.payload(job_id),
+                      keys.events(job_id), keys.tenant_jobs(new.tenant), queue, keys.COUNTERS],
+                args=[job_id, new.digest(), s.idempotency_ttl_seconds, s.rate_limit_per_minute,
+                      s.max_queued_per_tenant, repr(now), new.payload, message, s.events_maxlen,
+                      s.retention_seconds, "1" if idem else "0", 120, *flat],
+            )
+        status = _s(status)
+        retry_after = 0
+        if status == "rate_limited":
+            retry_after = max(1, int(60 - now % 60) + 1)
+        elif status == "quota_exceeded":
+            retry_after = 30
+        return SubmitOutcome(status=status, job_id=_s(ident), retry_after=retry_after,
+                             job=job if status == "created" else None)
+
+    async def cancel(self, job_id: str, tenant: str) -> tuple[str, str | None]:
+        s = self.settings
+        if not _looks_like_id(job_id):
+            return "missing", None
+        async with _unavailable_as_error():
+            out = await self._cancel(
+                keys=[keys.job(job_id), keys.events(job_id), keys.payload(job_id),
+                      keys.tenant_active(tenant), keys.COUNTERS],
+                args=[tenant, repr(time.time()), s.events_maxlen, s.retention_seconds],
+            )
+        return _s(out[0]), (_s(out[1]) if len(out) > 1 else None)
+
+    async def requeue(self, job_id: str, tenant: str | None) -> tuple[str, str | None]:
+        """Put a failed or dead job back on its queue. `tenant=None` acts for an admin."""
+        s = self.settings
+        job = await self.get(job_id, tenant)
+        if job is None:
+            return "missing", None
+        queue = queue_name(job.type, job.priority)
+        message = build_task_message(self.app, job_id=job_id, job_type=job.type, queue=queue)
+        async with _unavailable_as_error():
+            out = await self._requeue(
+                keys=[keys.job(job_id), keys.events(job_id), keys.payload(job_id),
+                      keys.tenant_active(job.tenant), keys.DEAD, queue, keys.COUNTERS],
+                args=[tenant or "", repr(time.time()), message, s.events_maxlen,
+                      s.max_queued_per_tenant, s.retention_seconds],
+            )
+        return _s(out[0]), (_s(out[1]) if len(out) > 1 else None)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(self, job_id: str, tenant: str | None) -> Job | None:
+        """The job, or None when it does not exist or belongs to another tenant."""
+        if not _looks_like_id(job_id):
+            return None
+        async with _unavailable_as_error():
+            raw = await self.redis.hgetall(keys.job(job_id))
+        if not raw:
+            return None
+        job = Job.from_hash(raw)
+        if tenant is not None and job.tenant != tenant:
+            return None
+        return job
+
+    async def result(self, job_id: str) -> bytes | None:
+        async with _unavailable_as_error():
+            return await self.redis.get(keys.result(job_id))
+
+    async def list_jobs(
+        self, tenant: str, *, state: JobState | None, job_type: JobType | None,
+        cursor: str | None, limit: int,
+    ) -> tuple[list[Job], str | None]:
+        """The tenant's jobs, newest first, and the cursor of the next page (None at the end).
+
+        The cursor is "<created_at>|<id>" of the last job looked at, so jobs created in the
+        same instant are neither skipped nor repeated. Filters apply while scanning the index;
+        one page scans at most 10x `limit` entries, so a page may hold fewer than `limit` jobs
+        and still have a next cursor.
+        """
+        index = keys.tenant_jobs(tenant)
+        after_score, after_id = _parse_cursor(cursor)
+        upper = repr(after_score) if after_score is not None else "+inf"
+        found: list[Job] = []
+        scanned = 0
+        async with _unavailable_as_error():
+            while True:
+                batch = await self.redis.zrevrangebyscore(index, upper, "-inf", start=0, num=limit + 1, withscores=True)
+                batch = [(_s(m), sc) for m, sc in batch
+                         if not (after_score is not None and sc == after_score and after_id is not None and _s(m) >= after_id)]
+                if not batch:
+                    return found, None
+                pipe = self.redis.pipeline(transaction=False)
+                for member, _ in batch:
+                    pipe.hgetall(keys.job(member))
+                for (member, score), raw in zip(batch, await pipe.execute()):
+                    scanned += 1
+                    after_score, after_id = score, member
+                    if raw:  # an expired record's index entry is trimmed on a later submit
+                        job = Job.from_hash(raw)
+                        if (state is None or job.state == state) and (job_type is None or job.type == job_type):
+                            found.append(job)
+                    if len(found) == limit or scanned >= limit * 10:
+                        return found, f"{after_score!r}|{after_id}"
+                upper = repr(after_score)
+
+    async def events(self, job_id: str, after: str = "0-0", count: int = 500) -> list[tuple[str, str, str]]:
+        """Stored events after the given stream id: (id, kind, data json)."""
+        async with _unavailable_as_error():
+            rows = await self.redis.xrange(keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count)
+        return [(_s(i), _s(f[b"kind"]), _s(f[b"data"])) for i, f in rows]
+
+    async def follow_events(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, str, str]]:
+        """Wait up to `block_ms` for events after `after` (stream id)."""
+        async with _unavailable_as_error():
+            reply = await self.redis.xread({keys.events(job_id): after}, block=block_ms, count=500)
+        out: list[tuple[str, str, str]] = []
+        for _, rows in reply or []:
+            out.extend((_s(i), _s(f[b"kind"]), _s(f[b"data"])) for i, f in rows)
+        return out
+
+    async def queue_stats(self) -> dict[str, Any]:
+        """Depth and age of the oldest message per queue, plus running and dead counts."""
+        now = time.time()
+        async with _unavailable_as_error():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in ALL_QUEUES:
+                pipe.llen(q)
+                pipe.lindex(q, -1)  # LPUSH + BRPOP: the oldest message sits at the right end
+            pipe.zcard(keys.RUNNING)
+            pipe.zcard(keys.DEAD)
+            pipe.zrange(keys.RUNNING, 0, -1)
+            pipe.hgetall(keys.COUNTERS)
+            replies = await pipe.execute()
+            oldest_ids = [_message_job_id(replies[2 * i + 1]) for i in range(len(ALL_QUEUES))]
+            pipe = self.redis.pipeline(transaction=False)
+            for jid in oldest_ids:
+                pipe.hget(keys.job(jid), "queued_at") if jid else pipe.echo("")
+            queued_ats = await pipe.execute()
+            running_ids = [_s(x) for x in replies[2 * len(ALL_QUEUES) + 2]]
+            pipe = self.redis.pipeline(transaction=False)
+            for jid in running_ids:
+                pipe.hget(keys.job(jid), "type")
+            running_types = [_s(t) if t else None for t in await pipe.execute()]
+        queues: dict[str, dict[str, Any]] = {}
+        for i, q in enumerate(ALL_QUEUES):
+            qa = queued_ats[i]
+            queues[q] = {
+                "depth": int(replies[2 * i]),
+                "oldest_age_seconds": round(max(0.0, now - float(qa)), 3) if qa else None,
+            }
+        counters = {_s(k): int(v) for k, v in replies[-1].items()}
+        return {
+            "queues": queues,
+            "running": int(replies[2 * len(ALL_QUEUES)]),
+            "running_by_type": {t.value: running_types.count(t.value) for t in JobType},
+            "dead": int(replies[2 * len(ALL_QUEUES) + 1]),
+            "totals": counters,
+        }
+
+    async def dead_jobs(self, limit: int = 100) -> list[str]:
+        async with _unavailable_as_error():
+            return [_s(x) for x in await self.redis.zrevrange(keys.DEAD, 0, limit - 1)]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False
+
+
+class _unavailable_as_error:
+    """Turn Redis connection failures into StoreUnavailable (-> 503)."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            raise StoreUnavailable(str(exc)) from exc
+        return False
+
+
+def _parse_cursor(cursor: str | None) -> tuple[float | None, str | None]:
+    if not cursor:
+        return None, None
+    score, _, member = cursor.partition("|")
+    try:
+        return float(score), (member or None)
+    except ValueError:
+        raise ValueError("cursor is not one this API gave out") from None
+
+
+def _message_job_id(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)["headers"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _looks_like_id(job_id: str) -> bool:
+    try:
+        uuid.UUID(job_id)
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,1 @@
+"""Pieces both FastAPI services share: problem+json errors, API-key auth, health, lifespan."""

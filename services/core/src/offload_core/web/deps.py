@@ -1,0 +1,62 @@
+"""Shared resources of an API service, made once in the lifespan and handed to routes.
+
+Routes declare what they need with the `Annotated` aliases below (`StoreDep`,
+`CurrentPrincipal`, `SettingsDep`), never by reaching for globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Request
+
+from ..settings import Settings
+from ..store import JobStore, connect
+from .auth import ApiKeys, Principal
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: JobStore
+    api_keys: ApiKeys
+
+
+def lifespan_for(settings: Settings):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = connect(settings)
+        app.state.services = Services(settings, JobStore(redis, settings), ApiKeys.from_settings(settings))
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    return lifespan
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_store(request: Request) -> JobStore:
+    return request.app.state.services.store
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.services.settings
+
+
+def current_principal(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+) -> Principal:
+    return request.app.state.services.api_keys.authenticate(authorization)
+
+
+StoreDep = Annotated[JobStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

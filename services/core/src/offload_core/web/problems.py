@@ -1,0 +1,88 @@
+"""RFC 9457 problem details for every error an API returns.
+
+Every 4xx and 5xx leaves the service as `application/problem+json` with a `detail` that tells
+the client what to fix. Unexpected exceptions become a 500 problem that reveals nothing inside.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import StoreUnavailable
+
+log = logging.getLogger("offload.http")
+
+PROBLEM_JSON = "application/problem+json"
+STORE_RETRY_AFTER_SECONDS = 5
+
+
+class ProblemError(Exception):
+    """Raise from a route to answer with a problem+json body."""
+
+    def __init__(self, status: int, title: str, detail: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(status: int, title: str, detail: str, *, instance: str | None = None,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        errors.append({"field": loc, "message": err.get("msg", "invalid")})
+    text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+    return text or "the request is not valid", errors
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc.status, exc.title, exc.detail, instance=request.url.path,
+                                headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = _validation_detail(exc)
+        return problem_response(422, "Invalid request", detail, instance=request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.url.path}; see /docs for the API"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem_response(exc.status_code, titles.get(exc.status_code, "Request refused"), detail,
+                                instance=request.url.path, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("job store unavailable: %s", exc)
+        return problem_response(503, "Service unavailable",
+                                "the job store cannot be reached right now; nothing was changed, try again shortly",
+                                instance=request.url.path,
+                                headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal error", "the server failed to handle this request",
+                                instance=request.url.path)

@@ -1,0 +1,24 @@
+"""Run an API service under uvicorn, configured from the environment."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from ..logs import configure_logging
+
+
+def serve(factory: str, *, default_port: int) -> None:
+    configure_logging()
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=os.environ.get("OFFLOAD_HOST", "0.0.0.0"),
+        port=int(os.environ.get("OFFLOAD_PORT", default_port)),
+        log_config=None,  # our JSON logging (offload_core.logs) handles uvicorn's loggers too
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("OFFLOAD_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        timeout_graceful_shutdown=int(os.environ.get("OFFLOAD_GRACEFUL_SHUTDOWN_SECONDS", "20")),
+        access_log=os.environ.get("OFFLOAD_ACCESS_LOG", "1") == "1",
+    )

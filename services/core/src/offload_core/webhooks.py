@@ -1,0 +1,135 @@
+"""Webhooks: when a job ends, POST its summary to the job's `callback_url`, signed.
+
+Signature header: `X-Offload-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+keyed with the tenant's webhook secret. `verify_signature` is what a receiver runs (with a
+tolerance against replays). Delivery is a Celery task on the job's own queue, so it is
+durable (acks late) and retried with backoff; it never goes to internal addresses
+(offload_core.urlguard), and redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from celery import Celery, Task
+
+from .process_local import PerProcess
+from .runner import WEBHOOK_TASK, backoff_seconds
+from .settings import Settings
+from .urlguard import Allowlist, UrlRefused, resolve_public
+from .worker_store import WorkerJobStore, connect_sync
+
+log = logging.getLogger("offload.webhooks")
+
+SIGNATURE_HEADER = "X-Offload-Signature"
+DEFAULT_TOLERANCE_SECONDS = 300
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify_signature(secret: str, body: bytes, header: str, *, tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+                     now: float | None = None) -> bool:
+    """True if `header` signs `body` with `secret` and is no older than `tolerance` seconds."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        t = int(fields["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs((now or time.time()) - t) > tolerance:
+        return False
+    expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, fields.get("v1", ""))
+
+
+def secret_for(settings: Settings, tenant: str) -> str | None:
+    pairs = dict(settings.webhook_secret_pairs)
+    return pairs.get(tenant) or pairs.get("*")
+
+
+class DeliveryFailed(Exception):
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable, self.retry_after = retryable, retry_after
+
+
+def post_signed(client: httpx.Client, url: str, body: bytes, secret: str, allow: Allowlist) -> tuple[int, str | None]:
+    """POST to the address `url` resolves to, after checking it is public: (status, Retry-After)."""
+    address = resolve_public(url, allow)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port
+    pinned = f"[{address}]" if ":" in address else address
+    target = urlunsplit(parts._replace(netloc=f"{pinned}:{port}" if port else pinned))
+    headers = {
+        "Host": parts.netloc.rpartition("@")[2],
+        "Content-Type": "application/json",
+        "User-Agent": "offload-webhooks/1",
+        SIGNATURE_HEADER: sign(secret, body),
+    }
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    response = client.post(target, content=body, headers=headers, extensions=extensions)
+    return response.status_code, response.headers.get("retry-after")
+
+
+def register_webhook_task(app: Celery, settings: Settings) -> Task:
+    allow = Allowlist.parse(settings.webhook_allowlist)
+    stores = PerProcess(lambda: WorkerJobStore(connect_sync(settings), settings))
+    clients = PerProcess(lambda: httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False))
+
+    @app.task(name=WEBHOOK_TASK, bind=True, acks_late=True, max_retries=None, ignore_result=True)
+    def deliver_webhook(task: Task, job_id: str, final_state: str) -> None:
+        store, client = stores.get(), clients.get()
+        job = store.get(job_id)
+        if job is None or not job.callback_url:
+            return
+        attempt = task.request.retries + 1
+        secret = secret_for(settings, job.tenant)
+        record = {"state": "pending", "attempts": attempt, "last_status": None, "detail": None}
+        if secret is None:
+            record.update(state="failed", detail="no webhook secret is configured for this tenant")
+            store.set_webhook_status(job_id, record)
+            return
+        summary = job.to_api(status_base_url=settings.status_public_url.rstrip("/"))
+        for private in ("webhook", "cancel_requested"):
+            summary.pop(private, None)
+        body = json.dumps({"event": f"job.{final_state}", "job": summary}, separators=(",", ":")).encode()
+        try:
+            status, retry_after = post_signed(client, job.callback_url, body, secret, allow)
+        except UrlRefused as exc:
+            record.update(state="refused", detail=str(exc))
+            store.set_webhook_status(job_id, record)
+            log.warning("job %s webhook refused: %s", job_id, exc)
+            return
+        except httpx.HTTPError as exc:
+            status, retry_after, detail = None, None, f"{type(exc).__name__}: could not reach the callback URL"
+        else:
+            detail = None
+        record["last_status"] = status
+        if status is not None and 200 <= status < 300:
+            record.update(state="delivered")
+            store.set_webhook_status(job_id, record)
+            return
+        retryable = status is None or status == 429 or status >= 500
+        if status is not None and 300 <= status < 400:
+            detail = f"the callback answered {status}; redirects are not followed"
+        elif status is not None:
+            detail = f"the callback answered {status}"
+        record["detail"] = detail
+        if retryable and attempt < settings.webhook_max_attempts:
+            asked = float(retry_after) if retry_after and str(retry_after).isdigit() else None
+            store.set_webhook_status(job_id, record)
+            raise task.retry(countdown=backoff_seconds(settings, attempt, asked), max_retries=None)
+        record["state"] = "failed"
+        store.set_webhook_status(job_id, record)
+
+    return deliver_webhook

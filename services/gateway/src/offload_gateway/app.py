@@ -1,0 +1,28 @@
+"""The gateway application: accepts jobs fast. The submit path is routes.py -> submission.py
+-> offload_core.store.JobStore.submit (one Lua script: record + payload + queue message)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from offload_core.settings import Settings
+from offload_core.web.deps import lifespan_for
+from offload_core.web.health import router as health_router
+from offload_core.web.problems import install_problem_handlers
+
+from .routes import router as jobs_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Offload gateway",
+        version="1.0.0",
+        description="Submit OCR and LLM jobs. Every job is stored and queued before the 202 answer; "
+                    "follow it on the status service (Location header).",
+        lifespan=lifespan_for(settings),
+    )
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    app.include_router(jobs_router)
+    return app

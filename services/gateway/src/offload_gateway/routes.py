@@ -1,0 +1,157 @@
+"""The gateway's API: submit OCR and LLM jobs, cancel, requeue. Each route validates, then
+hands a `NewJob` to `submission.submit`, which stores and enqueues it in one atomic step."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from offload_core.documents import DocumentRejected, inspect
+from offload_core.llm_request import LlmParams
+from offload_core.ocr_request import parse_languages
+from offload_core.store import NewJob
+from offload_core.tracing import job_trace_context
+from offload_core.types import JobType, Priority
+from offload_core.web.deps import CurrentPrincipal, SettingsDep, StoreDep
+from offload_core.web.problems import ProblemError
+
+from .submission import parse_callback, parse_idempotency_key, parse_priority, submit
+from .uploads import read_ocr_form
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Same key + same body within the retention window returns the first job"),
+]
+
+_PROBLEM = {"content": {"application/problem+json": {}}}
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Replay of an earlier submission with the same Idempotency-Key"},
+    202: {"description": "Accepted: stored and queued; follow the Location header"},
+    401: {"description": "Missing or invalid API key", **_PROBLEM},
+    409: {"description": "Idempotency-Key reused with a different body", **_PROBLEM},
+    413: {"description": "Upload too large", **_PROBLEM},
+    415: {"description": "Unsupported media type", **_PROBLEM},
+    422: {"description": "Invalid request", **_PROBLEM},
+    429: {"description": "Rate limit or queued-job quota exceeded (see Retry-After)", **_PROBLEM},
+    503: {"description": "Job store unavailable (see Retry-After)", **_PROBLEM},
+}
+
+OCR_FORM_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary",
+                                 "description": "PNG, JPEG, TIFF or PDF; the type is read from the bytes"},
+                        "languages": {"type": "string", "default": "eng", "example": "eng+deu"},
+                        "priority": {"type": "string", "enum": [p.value for p in Priority], "default": "normal"},
+                        "callback_url": {"type": "string", "format": "uri"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/ocr", status_code=202, responses=SUBMIT_RESPONSES, openapi_extra=OCR_FORM_SCHEMA,
+             summary="Submit a document for OCR")
+async def submit_ocr(request: Request, response: Response, principal: CurrentPrincipal, store: StoreDep,
+                     settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    key = parse_idempotency_key(idempotency_key)
+    form = await read_ocr_form(request, settings.ocr_max_upload_bytes)
+    try:
+        languages = parse_languages(form.languages, settings.ocr_default_languages)
+    except ValueError as exc:
+        raise ProblemError(422, "Invalid languages", str(exc)) from None
+    priority = parse_priority(form.priority)
+    callback = parse_callback(form.callback_url, settings, principal.tenant)
+    try:
+        # Cheap header-level checks (type, pages, pixels, encryption) off the event loop.
+        info = await anyio.to_thread.run_sync(
+            lambda: inspect(form.data, max_pages=settings.ocr_max_pages, max_pixels=settings.ocr_max_pixels,
+                            dpi=settings.ocr_dpi))
+    except DocumentRejected as exc:
+        status = 415 if getattr(exc, "unsupported_type", False) else 422
+        raise ProblemError(status, "Document refused", exc.message) from None
+    params = {"languages": languages, "filename": form.filename, "kind": str(info.kind.value), "pages": info.pages,
+              "bytes": len(form.data)}
+    new = NewJob(type=JobType.OCR, tenant=principal.tenant, priority=priority, payload=form.data, params=params,
+                 idempotency_key=key, callback_url=callback, **job_trace_context())
+    return await submit(store, new, response)
+
+
+class LlmJobRequest(LlmParams):
+    priority: Priority = Priority.NORMAL
+    callback_url: str | None = Field(default=None, max_length=2048)
+
+
+@router.post("/llm", status_code=202, responses=SUBMIT_RESPONSES, summary="Submit an LLM chat completion")
+async def submit_llm(body: LlmJobRequest, response: Response, principal: CurrentPrincipal, store: StoreDep,
+                     settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    key = parse_idempotency_key(idempotency_key)
+    if body.max_tokens > settings.llm_max_tokens_limit:
+        raise ProblemError(422, "max_tokens too large", f"max_tokens may be at most {settings.llm_max_tokens_limit}")
+    params = LlmParams.model_validate(body.model_dump(exclude={"priority", "callback_url"}))
+    if sum(len(m["content"]) for m in params.chat_messages()) > settings.llm_max_prompt_chars:
+        raise ProblemError(422, "Prompt too long", f"the prompt may be at most {settings.llm_max_prompt_chars} characters")
+    callback = parse_callback(body.callback_url, settings, principal.tenant)
+    payload = params.model_dump_json(exclude_none=True).encode()
+    summary = {"model": params.model or settings.llm_model, "max_tokens": params.max_tokens,
+               "temperature": params.temperature}
+    new = NewJob(type=JobType.LLM, tenant=principal.tenant, priority=body.priority, payload=payload,
+                 params=summary, idempotency_key=key, callback_url=callback,
+                 **job_trace_context())
+    return await submit(store, new, response)
+
+
+_ID_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", **_PROBLEM},
+    404: {"description": "No such job for this tenant", **_PROBLEM},
+    409: {"description": "The job's state does not allow this", **_PROBLEM},
+    503: {"description": "Job store unavailable", **_PROBLEM},
+}
+
+
+@router.delete("/{job_id}", responses={200: {"description": "Cancelled or cancelling"}, **_ID_RESPONSES},
+               summary="Cancel a job")
+async def cancel_job(job_id: str, principal: CurrentPrincipal, store: StoreDep) -> JSONResponse:
+    status, state = await store.cancel(job_id, principal.tenant)
+    if status == "missing":
+        raise ProblemError(404, "Job not found", f"no job {job_id} for your tenant")
+    if status == "terminal":
+        raise ProblemError(409, "Job already finished", f"the job is {state}; only unfinished jobs can be cancelled")
+    job = await store.get(job_id, principal.tenant)
+    body = job.to_api(status_base_url=store.settings.status_public_url.rstrip("/")) if job else {"id": job_id}
+    return JSONResponse(body, status_code=200 if status == "cancelled" else 202)
+
+
+@router.post("/{job_id}/retry", responses={202: {"description": "Requeued"}, **_ID_RESPONSES},
+             summary="Requeue a failed or dead job")
+async def retry_job(job_id: str, principal: CurrentPrincipal, store: StoreDep) -> JSONResponse:
+    tenant = None if principal.admin else principal.tenant
+    status, state = await store.requeue(job_id, tenant)
+    if status == "missing":
+        raise ProblemError(404, "Job not found", f"no job {job_id} for your tenant")
+    if status == "not_requeueable":
+        raise ProblemError(409, "Job cannot be requeued", f"the job is {state}; only failed or dead jobs can be requeued")
+    if status == "expired":
+        raise ProblemError(409, "Job input expired", "the job's input is no longer stored; submit it again")
+    if status == "quota_exceeded":
+        raise ProblemError(429, "Queued-job quota exceeded", "your tenant has too many unfinished jobs",
+                           headers={"Retry-After": "30"})
+    job = await store.get(job_id, tenant)
+    base = store.settings.status_public_url.rstrip("/")
+    return JSONResponse(job.to_api(status_base_url=base) if job else {"id": job_id}, status_code=202,
+                        headers={"Location": f"{base}/v1/jobs/{job_id}"})
+

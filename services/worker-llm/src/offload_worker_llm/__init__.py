@@ -1,0 +1,1 @@
+"""offload_worker_llm"""

@@ -1,0 +1,146 @@
+"""A running Offload platform for tests, with helpers a client would use."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .processes import Service, free_port, wait_for
+
+TERMINAL = {"succeeded", "failed", "dead", "cancelled"}
+
+
+def default_env(redis_url: str) -> dict[str, str]:
+    return {
+        "OFFLOAD_ENV": "production",
+        "OFFLOAD_REDIS_URL": redis_url,
+        "OFFLOAD_ADMIN_TENANTS": "ops",
+        "OFFLOAD_LLM_BACKEND": "llamacpp",
+        "OFFLOAD_LOG_LEVEL": "INFO",
+        "OFFLOAD_RETRY_BACKOFF_BASE_SECONDS": "0.2",
+        "OFFLOAD_RETRY_BACKOFF_MAX_SECONDS": "1",
+        "OFFLOAD_WORKER_HTTP_PORT": "0",
+    }
+
+
+@dataclass
+class Platform:
+    keys: dict[str, str]
+    gateway: Service | None = None
+    status: Service | None = None
+    workers: dict[str, Service] = field(default_factory=dict)
+
+    def headers(self, tenant: str = "alice", **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[tenant]}", **extra}
+
+    def submit_llm(self, body: dict[str, Any], tenant: str = "alice", **headers: str) -> httpx.Response:
+        return httpx.post(f"{self.gateway.url}/v1/jobs/llm", json=body, headers=self.headers(tenant, **headers),
+                          timeout=30)
+
+    def submit_ocr(self, data: bytes, filename: str = "doc.png", tenant: str = "alice",
+                   fields: dict[str, str] | None = None, content_type: str = "application/octet-stream",
+                   **headers: str) -> httpx.Response:
+        return httpx.post(f"{self.gateway.url}/v1/jobs/ocr", files={"file": (filename, data, content_type)},
+                          data=fields or {}, headers=self.headers(tenant, **headers), timeout=60)
+
+    def job(self, job_id: str, tenant: str = "alice") -> dict[str, Any]:
+        r = httpx.get(f"{self.status.url}/v1/jobs/{job_id}", headers=self.headers(tenant), timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def result(self, job_id: str, tenant: str = "alice") -> dict[str, Any]:
+        r = httpx.get(f"{self.status.url}/v1/jobs/{job_id}/result", headers=self.headers(tenant), timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def wait(self, job_id: str, *, states: set[str] = TERMINAL, timeout: float = 120, tenant: str = "alice") -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        def done() -> bool:
+            seen.update(self.job(job_id, tenant))
+            return seen["state"] in states
+
+        wait_for(done, timeout, f"job {job_id} to reach {sorted(states)} (last: {seen.get('state')})", interval=0.1)
+        return seen
+
+    def events(self, job_id: str, tenant: str = "alice", last_event_id: str | None = None,
+               timeout: float = 120) -> list[tuple[str, str, dict[str, Any]]]:
+        """Read the SSE stream to its end: [(id, kind, data)]."""
+        headers = self.headers(tenant)
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        with httpx.stream("GET", f"{self.status.url}/v1/jobs/{job_id}/events", headers=headers,
+                          timeout=httpx.Timeout(timeout)) as r:
+            r.raise_for_status()
+            out.extend(parse_sse(r.iter_lines()))
+        return out
+
+
+def parse_sse(lines) -> list[tuple[str, str, dict[str, Any]]]:
+    out = []
+    event_id, kind, data = "", "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                out.append((event_id, kind, json.loads("\n".join(data))))
+            event_id, kind, data = "", "message", []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+    return out
+
+
+class PlatformFactory:
+    def __init__(self, redis_url: str, log_dir: Path) -> None:
+        self.redis_url, self.log_dir = redis_url, log_dir
+        self.keys = {t: secrets.token_urlsafe(24) for t in ("alice", "bob", "ops")}
+        self.services: list[Service] = []
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = default_env(self.redis_url)
+        env["OFFLOAD_API_KEYS"] = ",".join(f"{t}:{k}" for t, k in self.keys.items())
+        env["OFFLOAD_WEBHOOK_SECRETS"] = "*:" + secrets.token_hex(16)
+        env.update(overrides)
+        return env
+
+    def start(self, *, workers: tuple[str, ...] = ("ocr", "llm"), api: bool = True,
+              env: dict[str, str] | None = None, worker_env: dict[str, dict[str, str]] | None = None) -> Platform:
+        p = Platform(keys=self.keys)
+        base = self.env(**(env or {}))
+        if api:
+            status_port = free_port()
+            base["OFFLOAD_STATUS_PUBLIC_URL"] = f"http://127.0.0.1:{status_port}"
+            p.status = self._start("offload-status", {**base, "OFFLOAD_PORT": str(status_port)}, status_port)
+            gport = free_port()
+            p.gateway = self._start("offload-gateway", {**base, "OFFLOAD_PORT": str(gport)}, gport)
+        for w in workers:
+            p.workers[w] = self.start_worker(w, {**base, **((worker_env or {}).get(w, {}))})
+        return p
+
+    def start_worker(self, kind: str, env: dict[str, str]) -> Service:
+        svc = Service(f"offload-worker-{kind}", env, self.log_dir)
+        svc.start()
+        self.services.append(svc)
+        wait_for(lambda: "ready" in svc.log_text() or svc.proc.poll() is not None, 60, f"worker-{kind} ready")
+        if svc.proc.poll() is not None:
+            raise RuntimeError(f"worker-{kind} exited:\n{svc.log_tail()}")
+        return svc
+
+    def _start(self, command: str, env: dict[str, str], port: int) -> Service:
+        svc = Service(command, env, self.log_dir, port=port)
+        self.services.append(svc)
+        return svc.start()
+
+    def stop_all(self) -> None:
+        for svc in reversed(self.services):
+            svc.stop(timeout=15)
