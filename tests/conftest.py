@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
-import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from offload_worker_llm.backends.llamacpp import bundled_model_path
 
-from tests.support.platform import Platform, PlatformFactory
-from tests.support.processes import RedisServer
+from tests.support.platform import PlatformFactory
+from tests.support.processes import RedisServer, free_port
+
+MODEL_ALIAS = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +42,44 @@ def platform_factory(tmp_path: Path, redis_url: str) -> Iterator[PlatformFactory
     factory = PlatformFactory(redis_url=redis_url, log_dir=tmp_path)
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    return bundled_model_path()
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m llama_cpp.server` on a free port; yields its OpenAI base URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf),
+             "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
+             "--n_threads", "2", "--n_ctx", "2048"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server not ready after 60s:\n{log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -93,15 +93,18 @@ def check_url(url: str, allow: Allowlist) -> None:
         raise UrlRefused(f"{host} is an internal host name; webhooks go to public hosts only")
 
 
-def resolve_public(url: str, allow: Allowlist) -> str:
-    """Resolve the URL's host and return the address to connect to; UrlRefused if any is internal."""
+def resolve_public(url: str, allow: Allowlist, resolve=socket.getaddrinfo) -> str:
+    """Resolve the URL's host and return the address to connect to; UrlRefused if any is internal.
+
+    `resolve` is `socket.getaddrinfo` unless a caller (a test) brings its own name service.
+    """
     check_url(url, allow)
     _, host, port = split(url)
     ip = _literal_ip(host)
     if ip is not None:
         return str(ip)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = resolve(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UrlRefused(f"{host} does not resolve ({exc.strerror})") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]

@@ -1,0 +1,65 @@
+"""The one interface every LLM backend implements, and what it returns.
+
+A backend turns validated `LlmParams` into text. While it generates it hands each piece of text
+to `on_token` as soon as it has it, and calls `checkpoint()` between pieces; `checkpoint()`
+raises `JobCancelled` when the job was cancelled, and the backend lets that propagate after
+releasing what it holds (HTTP stream, llama.cpp generator). Failures are `RetryableJobError`
+(the remote side or the worker had a transient problem) or `PermanentJobError` (the request
+itself can never succeed).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from offload_core.errors import PermanentJobError
+from offload_core.llm_request import LlmParams
+from offload_core.settings import Settings
+
+OnToken = Callable[[str], None]
+Checkpoint = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LlmUsage:
+    """Token counts as the model counted them. `None` means the backend was not told, never a guess."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LlmResult:
+    text: str
+    finish_reason: str | None  # "stop", "length", ... as the model reported it
+    usage: LlmUsage
+    model: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data, the shape stored as the job's result."""
+        return asdict(self)
+
+
+class LlmBackend(abc.ABC):
+    @abc.abstractmethod
+    def generate(self, params: LlmParams, *, on_token: OnToken, checkpoint: Checkpoint) -> LlmResult:
+        """Generate a completion for `params`, streaming pieces of text through `on_token`."""
+
+    def close(self) -> None:
+        """Release connections or model memory. The backend must not be used afterwards."""
+
+
+def check_request_limits(params: LlmParams, settings: Settings) -> None:
+    """Refuse requests beyond this worker's configured limits, whatever the gateway let through."""
+    if params.max_tokens > settings.llm_max_tokens_limit:
+        raise PermanentJobError(
+            f"max_tokens is {params.max_tokens}; this service allows at most {settings.llm_max_tokens_limit}"
+        )
+    prompt_chars = sum(len(m["content"]) for m in params.chat_messages())
+    if prompt_chars > settings.llm_max_prompt_chars:
+        raise PermanentJobError(
+            f"the prompt is {prompt_chars} characters; this service allows at most {settings.llm_max_prompt_chars}"
+        )

@@ -1,0 +1,144 @@
+"""The job store against a real Redis: atomic submit, compare-and-set transitions, indexes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+import redis
+
+from offload_core import keys
+from offload_core.settings import Settings
+from offload_core.store import JobStore, NewJob, connect
+from offload_core.types import JobState, JobType, Priority
+from offload_core.worker_store import WorkerJobStore, connect_sync
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(env="dev", redis_url=redis_url)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _submit(settings: Settings, **kw) -> tuple[JobStore, object]:
+    store = JobStore(connect(settings), settings)
+    new = NewJob(type=JobType.LLM, tenant=kw.pop("tenant", "t1"), priority=kw.pop("priority", Priority.HIGH),
+                 payload=kw.pop("payload", b'{"prompt":"hi"}'), params={"model": "m"}, **kw)
+    out = await store.submit(new)
+    await store.redis.aclose()
+    return store, out
+
+
+def test_submit_writes_record_payload_event_and_one_celery_message_atomically(settings):
+    _, out = run(_submit(settings))
+    r = redis.Redis.from_url(settings.redis_url)
+    assert out.status == "created"
+    job = r.hgetall(keys.job(out.job_id))
+    assert job[b"state"] == b"queued" and job[b"tenant"] == b"t1"
+    assert r.get(keys.payload(out.job_id)) == b'{"prompt":"hi"}'
+    assert r.xlen(keys.events(out.job_id)) == 1
+    assert r.llen("llm.high") == 1 and r.llen("llm.normal") == 0
+    message = json.loads(r.lindex("llm.high", 0))
+    assert message["headers"]["id"] == out.job_id and message["headers"]["task"] == "offload.llm.run"
+    assert json.loads(base64.b64decode(message["body"]))[0] == [out.job_id]
+    assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": "llm.high"}
+    assert 0 < r.ttl(keys.job(out.job_id)) <= settings.retention_seconds
+
+
+def test_idempotency_key_returns_existing_job_or_conflict_on_other_body(settings):
+    _, first = run(_submit(settings, idempotency_key="k1"))
+    _, again = run(_submit(settings, idempotency_key="k1"))
+    _, other = run(_submit(settings, idempotency_key="k1", payload=b'{"prompt":"other"}'))
+    assert (again.status, again.job_id) == ("existing", first.job_id)
+    assert (other.status, other.job_id) == ("conflict", first.job_id)
+    assert redis.Redis.from_url(settings.redis_url).llen("llm.high") == 1
+
+
+def test_a_second_worker_cannot_claim_a_leased_job_nor_finish_it(settings):
+    _, out = run(_submit(settings))
+    w = WorkerJobStore(connect_sync(settings), settings)
+    first = w.claim(out.job_id, "hostA:1:a")
+    second = w.claim(out.job_id, "hostB:2:b")
+    assert first.status == "claimed" and first.job.attempts == 1
+    assert second.status == "leased" and second.holder == "hostA:1:a" and second.lease_ms_left > 0
+    assert w.finish(first.job, "hostB:2:b", JobState.SUCCEEDED, result={"x": 1}) is False
+    assert w.finish(first.job, "hostA:1:a", JobState.SUCCEEDED, result={"x": 1}) is True
+    assert w.finish(first.job, "hostA:1:a", JobState.SUCCEEDED, result={"x": 2}) is False  # duplicate
+    job = w.get(out.job_id)
+    assert job.state is JobState.SUCCEEDED and job.result_writes == 1
+    assert json.loads(w.redis.get(keys.result(out.job_id))) == {"x": 1}
+    assert w.redis.get(keys.payload(out.job_id)) is None  # dropped once succeeded
+    assert w.claim(out.job_id, "hostC:3:c").status == "terminal"
+
+
+def test_an_expired_lease_lets_another_worker_take_the_run_and_the_old_one_loses_it(settings):
+    settings = settings.model_copy(update={"lease_seconds": 2})
+    _, out = run(_submit(settings))
+    w = WorkerJobStore(connect_sync(settings), settings)
+    old = w.claim(out.job_id, "hostA:1:a").job
+    w.redis.delete(keys.lease(out.job_id))  # the lease lapsed: hostA stopped renewing it
+    new = w.claim(out.job_id, "hostB:2:b")
+    assert new.status == "claimed" and new.job.attempts == 2
+    assert w.heartbeat(out.job_id, "hostA:1:a") == (False, False)
+    assert w.progress(out.job_id, "hostA:1:a", 1, 2, "") == -1
+    assert w.finish(old, "hostA:1:a", JobState.SUCCEEDED, result={}) is False
+    assert w.finish(new.job, "hostB:2:b", JobState.SUCCEEDED, result={}) is True
+
+
+def test_run_lost_on_the_last_attempt_makes_the_job_dead(settings):
+    settings = settings.model_copy(update={"llm_max_attempts": 1})
+    _, out = run(_submit(settings))
+    w = WorkerJobStore(connect_sync(settings), settings)
+    w.claim(out.job_id, "hostA:1:a")
+    w.redis.delete(keys.lease(out.job_id))
+    assert w.claim(out.job_id, "hostB:2:b").status == "dead"
+    job = w.get(out.job_id)
+    assert job.state is JobState.DEAD and job.error.type == "WorkerLost"
+    assert w.redis.zscore(keys.DEAD, out.job_id) is not None
+    assert int(w.redis.get(keys.tenant_active("t1"))) == 0
+
+
+def test_cancel_queued_is_immediate_running_is_requested_finished_is_refused(settings):
+    store, out = run(_submit(settings))
+
+    async def cancel(job_id):
+        s = JobStore(connect(settings), settings)
+        try:
+            return await s.cancel(job_id, "t1")
+        finally:
+            await s.redis.aclose()
+
+    assert run(cancel(out.job_id)) == ("cancelled", None)
+    w = WorkerJobStore(connect_sync(settings), settings)
+    assert w.claim(out.job_id, "h:1:a").status == "terminal"
+    _, second = run(_submit(settings))
+    job = w.claim(second.job_id, "h:1:a").job
+    assert run(cancel(second.job_id)) == ("cancelling", None)
+    assert w.heartbeat(second.job_id, "h:1:a") == (True, True)
+    assert w.finish(job, "h:1:a", JobState.CANCELLED) is True
+    assert run(cancel(second.job_id)) == ("terminal", "cancelled")
+
+
+def test_listing_pages_through_every_job_once_with_filters(settings):
+    ids = [run(_submit(settings)).__getitem__(1).job_id for _ in range(7)]
+
+    async def page_all(**filters):
+        s = JobStore(connect(settings), settings)
+        seen, cursor = [], None
+        try:
+            while True:
+                jobs, cursor = await s.list_jobs("t1", cursor=cursor, limit=3, **filters)
+                seen += [j.id for j in jobs]
+                if cursor is None:
+                    return seen
+        finally:
+            await s.redis.aclose()
+
+    assert run(page_all(state=None, job_type=None)) == list(reversed(ids))
+    assert run(page_all(state=JobState.SUCCEEDED, job_type=None)) == []
+    assert run(page_all(state=JobState.QUEUED, job_type=JobType.LLM)) == list(reversed(ids))
