@@ -14,7 +14,7 @@ import pytest
 from offload_worker_llm.backends.llamacpp import bundled_model_path
 
 from tests.support.platform import PlatformFactory
-from tests.support.processes import RedisServer, free_port
+from tests.support.processes import API_ONLY_DB, SHARED_PLATFORM_DB, TEST_DB, RedisServer, free_port
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 
@@ -26,15 +26,45 @@ def redis_server() -> Iterator[RedisServer]:
     server.cleanup()
 
 
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
-    """A clean database on the session's Redis."""
-    if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()  # a test killed it
-    client = redis_server.client()
-    client.flushall()
-    client.close()
-    return redis_server.url
+    """A clean database on the session's Redis, for what a test starts itself."""
+    redis_server.flush(TEST_DB)
+    return redis_server.db_url(TEST_DB)
+
+
+@pytest.fixture(scope="session")
+def shared_platform(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory):
+    """Gateway, status and both workers with the default test settings, started once.
+
+    Tests that need other settings start their own with `platform_factory`.
+    """
+    factory = PlatformFactory(redis_url=redis_server.db_url(SHARED_PLATFORM_DB),
+                              log_dir=tmp_path_factory.mktemp("platform"))
+    yield factory.start(workers=("ocr", "llm"))
+    factory.stop_all()
+
+
+@pytest.fixture
+def platform(shared_platform, redis_server: RedisServer):
+    """The shared platform over a freshly emptied database."""
+    redis_server.flush(SHARED_PLATFORM_DB)
+    return shared_platform
+
+
+@pytest.fixture(scope="session")
+def api_only_platform(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory):
+    factory = PlatformFactory(redis_url=redis_server.db_url(API_ONLY_DB), log_dir=tmp_path_factory.mktemp("apis"))
+    yield factory.start(workers=())
+    factory.stop_all()
+
+
+@pytest.fixture
+def apis(api_only_platform, redis_server: RedisServer):
+    """Gateway and status without workers (jobs stay queued), over a freshly emptied database."""
+    redis_server.flush(API_ONLY_DB)
+    return api_only_platform
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ def _assert_streamed_and_finished(platform, job_id: str) -> dict:
     return result
 
 
-def test_llamacpp_backend_streams_tokens_and_reports_usage(platform_factory):
-    platform = platform_factory.start(workers=("llm",))
+def test_llamacpp_backend_streams_tokens_and_reports_usage(platform):
     r = platform.submit_llm(PROMPT)
     assert r.status_code == 202, r.text
     result = _assert_streamed_and_finished(platform, r.json()["id"])
@@ -41,8 +40,7 @@ def test_openai_backend_against_a_real_llama_cpp_server(platform_factory, llama_
     assert result["usage"]["completion_tokens"] > 0
 
 
-def test_sse_resumes_after_last_event_id_without_repeats(platform_factory):
-    platform = platform_factory.start(workers=("llm",))
+def test_sse_resumes_after_last_event_id_without_repeats(platform):
     job_id = platform.submit_llm(PROMPT).json()["id"]
     everything = platform.events(job_id)
     cut = len(everything) // 2

@@ -6,8 +6,8 @@ LONG = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens":
 SHORT = {"prompt": "Hi", "max_tokens": 1}
 
 
-def test_high_job_submitted_last_starts_before_queued_low_jobs(platform_factory):
-    platform = platform_factory.start(workers=("llm",), env={"OFFLOAD_WORKER_CONCURRENCY": "1"})
+def test_high_job_submitted_last_starts_before_queued_low_jobs(platform):
+    # The shared platform's llm worker runs one job at a time (OFFLOAD_WORKER_CONCURRENCY=1).
     busy = platform.submit_llm({**LONG, "priority": "normal"}).json()["id"]
     platform.wait(busy, states={"running", "succeeded"})
     lows = [platform.submit_llm({**SHORT, "priority": "low"}).json()["id"] for _ in range(50)]

@@ -117,30 +117,38 @@ class PlatformFactory:
               env: dict[str, str] | None = None, worker_env: dict[str, dict[str, str]] | None = None) -> Platform:
         p = Platform(keys=self.keys)
         base = self.env(**(env or {}))
+        # Everything starts at once (imports dominate start-up); then each is waited for.
         if api:
-            status_port = free_port()
+            status_port, gport = free_port(), free_port()
             base["OFFLOAD_STATUS_PUBLIC_URL"] = f"http://127.0.0.1:{status_port}"
-            p.status = self._start("offload-status", {**base, "OFFLOAD_PORT": str(status_port)}, status_port)
-            gport = free_port()
-            p.gateway = self._start("offload-gateway", {**base, "OFFLOAD_PORT": str(gport)}, gport)
+            p.status = self._launch("offload-status", {**base, "OFFLOAD_PORT": str(status_port)}, status_port)
+            p.gateway = self._launch("offload-gateway", {**base, "OFFLOAD_PORT": str(gport)}, gport)
         for w in workers:
-            p.workers[w] = self.start_worker(w, {**base, **((worker_env or {}).get(w, {}))})
+            p.workers[w] = self._launch(f"offload-worker-{w}", {**base, **((worker_env or {}).get(w, {}))})
+        for svc in (p.status, p.gateway, *p.workers.values()):
+            if svc is not None:
+                self._ready(svc)
         return p
 
     def start_worker(self, kind: str, env: dict[str, str]) -> Service:
-        svc = Service(f"offload-worker-{kind}", env, self.log_dir)
-        svc.start()
-        self.services.append(svc)
-        wait_for(lambda: "ready" in svc.log_text() or svc.proc.poll() is not None, 60, f"worker-{kind} ready")
-        if svc.proc.poll() is not None:
-            raise RuntimeError(f"worker-{kind} exited:\n{svc.log_tail()}")
-        return svc
+        return self._ready(self._launch(f"offload-worker-{kind}", env))
 
-    def _start(self, command: str, env: dict[str, str], port: int) -> Service:
+    def _launch(self, command: str, env: dict[str, str], port: int | None = None) -> Service:
         svc = Service(command, env, self.log_dir, port=port)
         self.services.append(svc)
-        return svc.start()
+        return svc.launch()
+
+    def _ready(self, svc: Service) -> Service:
+        if svc.port:
+            return svc.wait_ready()
+        wait_for(lambda: " ready." in svc.log_text() or svc.proc.poll() is not None, 60, f"{svc.command} ready")
+        if svc.proc.poll() is not None:
+            raise RuntimeError(f"{svc.command} exited:\n{svc.log_tail()}")
+        return svc
 
     def stop_all(self) -> None:
+        for svc in self.services:
+            svc.terminate()
         for svc in reversed(self.services):
             svc.stop(timeout=15)
+        self.services.clear()

@@ -17,6 +17,10 @@ import httpx
 import redis
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Databases on the session's Redis: each long-lived platform has its own, so the workers of one
+# never take the jobs of another.
+TEST_DB, SHARED_PLATFORM_DB, API_ONLY_DB = 0, 1, 2
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -51,7 +55,10 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.db_url(0)
+
+    def db_url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> "RedisServer":
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
@@ -83,8 +90,15 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis.from_url(self.db_url(db))
+
+    def flush(self, db: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()  # a test killed it
+        client = self.client(db)
+        client.flushdb()
+        client.close()
 
     def cleanup(self) -> None:
         self.stop()
@@ -105,10 +119,17 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> "Service":
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> "Service":
         full_env = {**os.environ, **self.env}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(VENV_BIN / self.command)], env=full_env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> "Service":
         if self.port:
             def ready() -> bool:
                 if self.proc.poll() is not None:
@@ -124,6 +145,10 @@ class Service:
     def signal(self, sig: int) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig) if sig == signal.SIGKILL else self.proc.send_signal(sig)
+
+    def terminate(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 30) -> None:
         if self.proc and self.proc.poll() is None:

@@ -28,9 +28,9 @@ def test_answer_streams_token_by_token(backend: OpenAICompatBackend) -> None:
     assert result.text.strip()
     assert result.finish_reason in {"stop", "length"}
     assert result.model == "smollm2-135m-instruct"
-    # llama-cpp-python's server ignores stream_options.include_usage, so there is no usage chunk,
-    # and the backend reports no counts rather than made-up ones.
-    assert result.usage == LlmUsage(None, None, None)
+    # llama-cpp-python's server ignores stream_options.include_usage, so there is no usage chunk:
+    # completion tokens are the streamed chunks (one token each there), and the usage says so.
+    assert result.usage == LlmUsage(None, len(tokens), None, source="stream_chunks")
 
 
 def test_max_tokens_ends_the_answer_with_length(backend: OpenAICompatBackend) -> None:

@@ -63,10 +63,10 @@ def test_model_named_by_the_job_is_sent(peer: ScriptedPeer) -> None:
     assert peer.requests[0].body["model"] == "other-model"
 
 
-def test_stream_without_usage_chunk_reports_no_counts(peer: ScriptedPeer) -> None:
+def test_stream_without_usage_chunk_counts_chunks_and_says_so(peer: ScriptedPeer) -> None:
     peer.script = [Reply(events=[chunk("a"), chunk("b", finish="length"), "[DONE]"])]
     result, _ = run(make_backend(peer.base_url, []))
-    assert result.usage == LlmUsage(None, None, None)
+    assert result.usage == LlmUsage(None, 2, None, source="stream_chunks")
     assert result.finish_reason == "length"
 
 

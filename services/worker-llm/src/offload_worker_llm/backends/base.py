@@ -24,11 +24,15 @@ Checkpoint = Callable[[], None]
 
 @dataclass(frozen=True, slots=True)
 class LlmUsage:
-    """Token counts as the model counted them. `None` means the backend was not told, never a guess."""
+    """Token counts. `source` says where they come from: "model" (the model or server counted
+    them) or "stream_chunks" (the server sent no usage, so completion tokens are the number of
+    streamed content chunks, one token each on llama.cpp and vLLM servers; prompt tokens are
+    then unknown, None). None always means "not told", never a guess."""
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    source: str = "model"
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,9 +235,14 @@ class _StreamState:
         raise _NotYetStreamed(reason)
 
     def result(self) -> LlmResult:
-        # Without a usage chunk (servers that ignore stream_options) the counts stay None:
-        # counting tokens ourselves would need the server's tokenizer.
-        return LlmResult(text="".join(self.parts), finish_reason=self.finish_reason, usage=self.usage, model=self.model)
+        # Without a usage chunk (servers that ignore stream_options, like llama_cpp.server) the
+        # prompt count stays None; completion tokens are the streamed content chunks, and the
+        # usage says so.
+        usage = self.usage
+        if usage.completion_tokens is None and self.parts:
+            usage = LlmUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=len(self.parts),
+                             total_tokens=None, source="stream_chunks")
+        return LlmResult(text="".join(self.parts), finish_reason=self.finish_reason, usage=usage, model=self.model)
 
 
 def _int_or_none(value: object) -> int | None:
