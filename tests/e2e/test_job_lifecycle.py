@@ -12,7 +12,7 @@ import pytest
 from tests.support.processes import SHARED_PLATFORM_DB
 
 SHORT = {"prompt": "Hi", "max_tokens": 2, "temperature": 0}
-LONG = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 400, "temperature": 0}
+LONG = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 150, "temperature": 0}
 
 
 def assert_problem(r: httpx.Response, status: int) -> dict:

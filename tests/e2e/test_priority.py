@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-LONG = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 300, "temperature": 0}
+LONG = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 150, "temperature": 0}
 SHORT = {"prompt": "Hi", "max_tokens": 1}
 
 

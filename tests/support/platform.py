@@ -26,6 +26,8 @@ def default_env(redis_url: str) -> dict[str, str]:
         "OFFLOAD_RETRY_BACKOFF_BASE_SECONDS": "0.2",
         "OFFLOAD_RETRY_BACKOFF_MAX_SECONDS": "1",
         "OFFLOAD_WORKER_HTTP_PORT": "0",
+        # One llama.cpp thread: two threads spin against each other on a busy 2-core machine.
+        "OFFLOAD_LLM_THREADS": "1",
     }
 
 
@@ -66,7 +68,10 @@ class Platform:
             seen.update(self.job(job_id, tenant))
             return seen["state"] in states
 
-        wait_for(done, timeout, f"job {job_id} to reach {sorted(states)} (last: {seen.get('state')})", interval=0.1)
+        try:
+            wait_for(done, timeout, f"job {job_id} to reach {sorted(states)}", interval=0.1)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last seen: {seen}") from None
         return seen
 
     def events(self, job_id: str, tenant: str = "alice", last_event_id: str | None = None,
