@@ -35,11 +35,11 @@ run: sync
 test-deps:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
-test: sync test-deps
+test: sync test-deps $(K8S_TEST_PREREQS)
 	$(VENV)/bin/pytest
 
 # Everything but the suites marked slow (a quicker loop while developing).
-test-fast: sync test-deps
+test-fast: sync test-deps chart-tools
 	$(VENV)/bin/pytest -m "not slow"
 
 clean:

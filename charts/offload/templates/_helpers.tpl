@@ -1,0 +1,290 @@
+{{/*
+Names, labels and the per-component configuration every template shares.
+Helpers are called `offload.<thing>`; those that need more than the root take a dict.
+*/}}
+
+{{- define "offload.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "offload.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The components, in the order they are rendered. */}}
+{{- define "offload.componentKeys" -}}
+gateway status workerOcr workerLlm
+{{- end -}}
+
+{{/* Component key (values) -> component name (objects, labels): workerOcr -> worker-ocr. */}}
+{{- define "offload.slug" -}}
+{{- . | kebabcase -}}
+{{- end -}}
+
+{{/* dict root key: the object name of a component, e.g. myrel-offload-worker-ocr. */}}
+{{- define "offload.componentFullname" -}}
+{{- printf "%s-%s" (include "offload.fullname" .root | trunc 50 | trimSuffix "-") (include "offload.slug" .key) -}}
+{{- end -}}
+
+{{/* Labels every object carries. dict root component */}}
+{{- define "offload.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "offload.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: offload
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels: never values a user can change after install. dict root component */}}
+{{- define "offload.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "offload.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+dict root key: a component's effective values, `default:` overlaid with `components.<key>`,
+as YAML (use with fromYaml). Maps are merged key by key; anything else is replaced.
+*/}}
+{{- define "offload.config" -}}
+{{- $merged := deepCopy .root.Values.default -}}
+{{- include "offload.deepMerge" (dict "dst" $merged "src" (deepCopy (index .root.Values.components .key))) -}}
+{{- $merged | toYaml -}}
+{{- end -}}
+
+{{/*
+dict dst src: merge src into dst in place, maps recursively, everything else replaced. (Sprig's
+mergeOverwrite cannot set a value to false, 0 or "": it treats them as absent.)
+*/}}
+{{- define "offload.deepMerge" -}}
+{{- $dst := .dst -}}
+{{- range $k, $v := .src -}}
+{{- if and (kindIs "map" $v) (kindIs "map" (get $dst $k)) -}}
+{{- include "offload.deepMerge" (dict "dst" (get $dst $k) "src" $v) -}}
+{{- else -}}
+{{- $_ := set $dst $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* dict root image(default+component image values): registry/repository:tag or @digest */}}
+{{- define "offload.image" -}}
+{{- $repo := .image.repository -}}
+{{- with .image.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}{{ end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repo .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .root.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the workers are scaled by KEDA: enabled and the API is served. */}}
+{{- define "offload.kedaActive" -}}
+{{- if and .Values.keda.enabled (.Capabilities.APIVersions.Has "keda.sh/v1alpha1") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The job type a worker runs: workerOcr -> ocr. */}}
+{{- define "offload.jobType" -}}
+{{- . | trimPrefix "worker" | lower -}}
+{{- end -}}
+
+{{/* dict root key: a worker's grace period, at least its hard time limit (scale-in drains). */}}
+{{- define "offload.graceSeconds" -}}
+{{- $c := index .root.Values.components .key -}}
+{{- $limits := index .root.Values.config (include "offload.jobType" .key) -}}
+{{- if kindIs "invalid" $c.terminationGracePeriodSeconds -}}
+{{- add $limits.hardTimeLimitSeconds (int .root.Values.config.workerShutdownTimeoutSeconds) 30 -}}
+{{- else -}}
+{{- $c.terminationGracePeriodSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "offload.configMapName" -}}
+{{- printf "%s-config" (include "offload.fullname" .) -}}
+{{- end -}}
+
+{{- define "offload.apiKeysSecretName" -}}
+{{- default (printf "%s-api-keys" (include "offload.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "offload.webhookSecretName" -}}
+{{- default (printf "%s-webhook-secrets" (include "offload.fullname" .)) .Values.auth.webhookSecrets.existingSecret -}}
+{{- end -}}
+
+{{- define "offload.redisFullname" -}}
+{{- printf "%s-redis" (include "offload.fullname" .) -}}
+{{- end -}}
+
+{{- define "offload.redisSecretName" -}}
+{{- default (include "offload.redisFullname" .) .Values.redis.auth.existingSecret -}}
+{{- end -}}
+
+{{/* host:port of Redis as KEDA and the NetworkPolicies see it. */}}
+{{- define "offload.redisAddress" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "%s.%s.svc:6379" (include "offload.redisFullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.externalRedis.address -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "offload.redisPort" -}}
+{{- if .Values.redis.enabled -}}6379{{- else -}}{{- include "offload.redisAddress" . | splitList ":" | last | default "6379" -}}{{- end -}}
+{{- end -}}
+
+{{/* Where clients follow their jobs (the gateway's Location header). */}}
+{{- define "offload.statusPublicUrl" -}}
+{{- if .Values.config.statusPublicUrl -}}
+{{- .Values.config.statusPublicUrl -}}
+{{- else if and .Values.ingress.enabled .Values.ingress.statusHost -}}
+{{- $tls := false -}}
+{{- range .Values.ingress.tls }}{{ if has $.Values.ingress.statusHost .hosts }}{{ $tls = true }}{{ end }}{{ end -}}
+{{- printf "%s://%s" (ternary "https" "http" $tls) .Values.ingress.statusHost -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc:%v" (include "offload.componentFullname" (dict "root" . "key" "status")) .Release.Namespace .Values.components.status.service.port -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where browsers reach the gateway (the dashboard calls it; CORS allows the status origin). */}}
+{{- define "offload.gatewayPublicUrl" -}}
+{{- if .Values.config.gatewayPublicUrl -}}
+{{- .Values.config.gatewayPublicUrl -}}
+{{- else if and .Values.ingress.enabled .Values.ingress.gatewayHost -}}
+{{- $tls := false -}}
+{{- range .Values.ingress.tls }}{{ if has $.Values.ingress.gatewayHost .hosts }}{{ $tls = true }}{{ end }}{{ end -}}
+{{- printf "%s://%s" (ternary "https" "http" $tls) .Values.ingress.gatewayHost -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc:%v" (include "offload.componentFullname" (dict "root" . "key" "gateway")) .Release.Namespace .Values.components.gateway.service.port -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+dict root name key default: the value kept in this release's Secret `name` under `key`, or
+`default` when there is none yet. Generated secrets survive upgrades this way.
+*/}}
+{{- define "offload.keptSecretValue" -}}
+{{- $secret := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- if and $secret $secret.data (hasKey $secret.data .key) -}}
+{{- index $secret.data .key | b64dec -}}
+{{- else -}}
+{{- .default -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment every Offload container gets: Redis, telemetry identity. dict root key */}}
+{{- define "offload.commonEnv" -}}
+{{- $root := .root -}}
+{{- if $root.Values.redis.enabled }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "offload.redisSecretName" $root }}
+      key: {{ $root.Values.redis.auth.existingSecretKey }}
+- name: OFFLOAD_REDIS_URL
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "offload.redisFullname" $root) | quote }}
+{{- else }}
+- name: OFFLOAD_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.externalRedis.existingSecret }}
+      key: {{ $root.Values.externalRedis.urlKey }}
+{{- end }}
+- name: OFFLOAD_API_KEYS_FILE
+  value: /etc/offload/api-keys/api-keys
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "offload-%s" (include "offload.slug" .key) }}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- $attrs := list "k8s.pod.name=$(K8S_POD_NAME)" "k8s.namespace.name=$(K8S_NAMESPACE)" (printf "service.version=%s" $root.Chart.AppVersion) }}
+{{- range $k, $v := $root.Values.otel.resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%v" $k $v) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attrs | quote }}
+{{- end -}}
+
+{{/* Pod labels: selector labels, the chart's labels and the user's. dict root component podLabels */}}
+{{- define "offload.podLabels" -}}
+{{ include "offload.labels" . }}
+{{- with .podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Every values check that a schema cannot express, gathered into one failure that lists them all.
+*/}}
+{{- define "offload.validate" -}}
+{{- $v := .Values -}}
+{{- $problems := list -}}
+{{- range $jt := list "ocr" "llm" -}}
+{{- $l := index $v.config $jt -}}
+{{- if ge (int $l.softTimeLimitSeconds) (int $l.hardTimeLimitSeconds) -}}
+{{- $problems = append $problems (printf "config.%s.softTimeLimitSeconds (%v) must be below config.%s.hardTimeLimitSeconds (%v)" $jt $l.softTimeLimitSeconds $jt $l.hardTimeLimitSeconds) -}}
+{{- end -}}
+{{- if le (int $v.config.visibilityTimeoutSeconds) (int $l.hardTimeLimitSeconds) -}}
+{{- $problems = append $problems (printf "config.visibilityTimeoutSeconds (%v) must exceed config.%s.hardTimeLimitSeconds (%v), or long jobs run twice" $v.config.visibilityTimeoutSeconds $jt $l.hardTimeLimitSeconds) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := list "workerOcr" "workerLlm" -}}
+{{- $c := index $v.components $key -}}
+{{- $hard := (index $v.config (include "offload.jobType" $key)).hardTimeLimitSeconds -}}
+{{- if and (not (kindIs "invalid" $c.terminationGracePeriodSeconds)) (lt (int $c.terminationGracePeriodSeconds) (int $hard)) -}}
+{{- $problems = append $problems (printf "components.%s.terminationGracePeriodSeconds (%v) must be at least config.%s.hardTimeLimitSeconds (%v), or scale-in kills running jobs" $key $c.terminationGracePeriodSeconds (include "offload.jobType" $key) $hard) -}}
+{{- end -}}
+{{- if gt (int $c.autoscaling.minReplicaCount) (int $c.autoscaling.maxReplicaCount) -}}
+{{- $problems = append $problems (printf "components.%s.autoscaling.minReplicaCount (%v) must not exceed maxReplicaCount (%v)" $key $c.autoscaling.minReplicaCount $c.autoscaling.maxReplicaCount) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $v.redis.enabled -}}
+{{- if not $v.externalRedis.existingSecret -}}
+{{- $problems = append $problems "redis.enabled=false needs externalRedis.existingSecret (a Secret holding the Redis URL)" -}}
+{{- end -}}
+{{- if and $v.keda.enabled (not $v.externalRedis.address) -}}
+{{- $problems = append $problems "keda.enabled with an external Redis needs externalRedis.address (host:port): KEDA reads the queue lengths itself" -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.ingress.enabled -}}
+{{- if not $v.ingress.gatewayHost -}}
+{{- $problems = append $problems "ingress.enabled needs ingress.gatewayHost" -}}
+{{- end -}}
+{{- if and $v.ingress.statusHost (eq $v.ingress.statusHost $v.ingress.gatewayHost) -}}
+{{- $problems = append $problems "ingress.statusHost must differ from ingress.gatewayHost: both serve /v1/jobs" -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.tests.enabled -}}
+{{- $worker := ternary "workerOcr" "workerLlm" (eq $v.tests.jobType "ocr") -}}
+{{- range $needed := list "gateway" "status" $worker -}}
+{{- if not (index $v.components $needed).enabled -}}
+{{- $problems = append $problems (printf "tests.enabled with tests.jobType=%s needs components.%s.enabled (or set tests.enabled=false)" $v.tests.jobType $needed) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $problems -}}
+{{- fail (printf "\n\nThe values need fixing:\n  - %s\n" (join "\n  - " $problems)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "offload.kedaAuthName" -}}
+{{- printf "%s-redis-keda" (include "offload.fullname" .) -}}
+{{- end -}}

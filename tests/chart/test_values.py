@@ -1,0 +1,124 @@
+"""values.yaml, values.schema.json and the chart's own checks: wrong values are refused with a
+message that says what to fix, and every value is documented."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.chart.chartkit import CHART, EXAMPLE_VALUES, Helm
+
+
+def test_helm_lint_strict_passes_for_the_defaults_and_every_example(helm: Helm) -> None:
+    for files in [[], *[["-f", str(p)] for p in EXAMPLE_VALUES]]:
+        result = helm.run("lint", "--strict", str(CHART), *files)
+        assert result.returncode == 0, f"helm lint --strict {files}:\n{result.stdout}\n{result.stderr}"
+        assert "[ERROR]" not in result.stdout and "[WARNING]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"components": {"gatewy": {"enabled": True}}}, "at '/components': additional properties 'gatewy' not allowed"),
+        ({"default": {"image": {"tagg": "1"}}}, "at '/default/image': additional properties 'tagg' not allowed"),
+        ({"components": {"workerOcr": {"llm": {"backend": "openai"}}}},
+         "at '/components/workerOcr': additional properties 'llm' not allowed"),
+        ({"components": {"workerOcr": {"autoscaling": {"minReplicaCount": -1}}}},
+         "at '/components/workerOcr/autoscaling/minReplicaCount': minimum: got -1, want 0"),
+        ({"components": {"workerLlm": {"replicas": "two"}}}, "at '/components/workerLlm/replicas': got string, want integer"),
+        ({"components": {"workerLlm": {"llm": {"backend": "vllm"}}}}, "at '/components/workerLlm/llm/backend'"),
+        ({"config": {"ocr": {"dpi": 1200}}}, "at '/config/ocr/dpi': maximum: got 1,200, want 600"),
+        ({"externalRedis": {"address": "redis://host:6379"}}, "at '/externalRedis/address'"),
+        ({"default": {"image": {"digest": "latest"}}}, "at '/default/image/digest'"),
+        ({"tests": {"jobType": "pdf"}}, "at '/tests/jobType'"),
+    ],
+)
+def test_bad_values_are_refused_with_the_schemas_message(helm: Helm, values: dict[str, Any], message: str) -> None:
+    error = helm.template_error(values)
+    assert "values don't meet the specifications of the schema" in error
+    assert message in error, error
+
+
+def test_inconsistent_values_are_refused_all_at_once_with_what_to_fix(helm: Helm) -> None:
+    error = helm.template_error({
+        "config": {"visibilityTimeoutSeconds": 100, "llm": {"softTimeLimitSeconds": 700}},
+        "components": {"workerOcr": {"terminationGracePeriodSeconds": 60,
+                                     "autoscaling": {"minReplicaCount": 5, "maxReplicaCount": 2}},
+                       "gateway": {"enabled": False}},
+        "redis": {"enabled": False},
+        "ingress": {"enabled": True},
+    })
+    expected = [
+        "config.visibilityTimeoutSeconds (100) must exceed config.ocr.hardTimeLimitSeconds (360), or long jobs run twice",
+        "config.llm.softTimeLimitSeconds (700) must be below config.llm.hardTimeLimitSeconds (660)",
+        "components.workerOcr.terminationGracePeriodSeconds (60) must be at least config.ocr.hardTimeLimitSeconds (360)",
+        "components.workerOcr.autoscaling.minReplicaCount (5) must not exceed maxReplicaCount (2)",
+        "redis.enabled=false needs externalRedis.existingSecret",
+        "keda.enabled with an external Redis needs externalRedis.address",
+        "ingress.enabled needs ingress.gatewayHost",
+        "tests.enabled with tests.jobType=ocr needs components.gateway.enabled",
+    ]
+    missing = [m for m in expected if m not in error]
+    assert not missing, f"missing {missing} in:\n{error}"
+
+
+def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
+    """Paths of values.yaml's values; an empty map or a list counts as one value."""
+    if isinstance(node, dict) and node:
+        out: list[str] = []
+        for key, value in node.items():
+            out += _leaf_paths(value, f"{prefix}.{key}" if prefix else key)
+        return out
+    return [prefix]
+
+
+def test_every_value_has_a_param_line_and_every_param_names_a_value(chart_values: dict[str, Any]) -> None:
+    text = (CHART / "values.yaml").read_text()
+    documented = set(re.findall(r"^\s*## @param (\S+) \S", text, flags=re.M))
+    leaves = _leaf_paths(chart_values)
+
+    def covered(path: str) -> bool:  # a documented map covers what is inside it (securityContext, resources)
+        parts = path.split(".")
+        return any(".".join(parts[:i]) in documented for i in range(1, len(parts) + 1))
+
+    undocumented = [p for p in leaves if not covered(p)]
+    assert not undocumented, f"values without a `## @param` line: {undocumented}"
+
+    def exists(path: str) -> bool:
+        node: Any = chart_values
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    stale = sorted(p for p in documented if not exists(p))
+    assert not stale, f"`## @param` lines for values that do not exist: {stale}"
+
+
+def test_the_schema_refuses_unknown_keys_everywhere_but_kubernetes_passthrough_objects() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    loose: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node and node.get("additionalProperties") is not False:
+                loose.append(path)
+            for key, value in node.items():
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}/{i}")
+
+    walk(schema, "#")
+    assert not loose, f"schema objects that accept unknown keys: {loose}"
+    assert schema["additionalProperties"] is False
+
+
+def test_the_readme_lists_every_parameter_as_values_yaml_documents_it() -> None:
+    from tests.chart.readme_table import current_readme
+
+    assert (CHART / "README.md").read_text() == current_readme(), "run `make chart-readme`"
