@@ -1,21 +1,66 @@
-"""JSON-lines logging for every Offload process (stdout), with trace and job ids when known."""
+"""JSON-lines logging for every Offload process (stdout), with trace, span and job ids when known.
+
+`trace_id`/`span_id` come from the current span; `job_id` from `bind_job` (the worker binds it
+for the length of a job, the gateway once it has stored one). Secrets never leave: values
+registered with `redact` (API keys, webhook secrets, the LLM key) and anything shaped like a
+bearer token or a password in a URL are replaced before the line is written.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
+import re
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import trace
 
 _SKIP = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
+_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("offload_job_id", default=None)
+_secrets: set[str] = set()
+_SECRET_SHAPES = (
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]+@"), r"\1:[redacted]@"),
+)
+
+
+def bind_job(job_id: str) -> contextvars.Token:
+    """Put `job_id` on every log line of this context until `unbind_job(token)`."""
+    return _job_id.set(job_id)
+
+
+def unbind_job(token: contextvars.Token) -> None:
+    _job_id.reset(token)
+
+
+def redact(values: Iterable[str]) -> None:
+    """Never write these strings (secrets known to this process) to the log."""
+    for value in values:
+        if value and len(value) >= 4:
+            _secrets.add(value)
+            _secrets.add(json.dumps(value)[1:-1])  # as it appears inside an encoded line
+
+
+def scrub(text: str) -> str:
+    for pattern, replacement in _SECRET_SHAPES:
+        text = pattern.sub(replacement, text)
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+# Extras that only repeat the message for a colour terminal.
+_NOISE = frozenset({"color_message"})
 
 
 class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
         out: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -26,22 +71,61 @@ class JsonFormatter(logging.Formatter):
         if ctx.is_valid:
             out["trace_id"] = format(ctx.trace_id, "032x")
             out["span_id"] = format(ctx.span_id, "016x")
+        job_id = _job_id.get()
+        if job_id:
+            out["job_id"] = job_id
         for key, value in record.__dict__.items():
-            if key not in _SKIP and not key.startswith("_"):
+            if key not in _SKIP and key not in _NOISE and not key.startswith("_"):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return out
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Scrubbed after encoding, so a secret inside any field (extras, tracebacks) is caught.
+        return scrub(json.dumps(self.fields(record), default=str))
+
+
+class TextFormatter(JsonFormatter):
+    """One readable line per record, for people watching `make run` (OFFLOAD_LOG_FORMAT=text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        f = self.fields(record)
+        line = f"{f['ts'][11:23]} {f['level']:<7} {f['logger']}: {f['msg']}"
+        if "job_id" in f:
+            line += f"  [job {f['job_id']}]"
+        if "exc" in f:
+            line += "\n" + f["exc"]
+        return scrub(line)
 
 
 def configure_logging() -> None:
-    """Route every logger (ours, uvicorn's, Celery's) through one JSON formatter on stdout."""
+    """Route every logger (ours, uvicorn's, Celery's) through one formatter on stdout: JSON lines,
+    or readable text when OFFLOAD_LOG_FORMAT=text (what `make run` uses)."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    text = os.environ.get("OFFLOAD_LOG_FORMAT", "json").lower() == "text"
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("OFFLOAD_LOG_LEVEL", "INFO").upper())
+    logging.captureWarnings(True)  # library warnings become log lines like any other
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.app.trace"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+    # billiard (Celery's pool) turns propagation off on its logger, so it gets the handler
+    # itself; below WARNING it only narrates process start-ups.
+    pool_log = logging.getLogger("multiprocessing")
+    pool_log.handlers[:] = [handler]
+    pool_log.setLevel(logging.WARNING)
+
+
+def redact_settings(settings: Any) -> None:
+    """Register every secret an `offload_core.settings.Settings` holds with `redact`."""
+    from urllib.parse import urlsplit
+
+    values = [key for _, key in settings.api_key_pairs]
+    values += [secret for _, secret in settings.webhook_secret_pairs]
+    values.append(settings.llm_api_key)
+    values.append(urlsplit(settings.redis_url).password or "")
+    redact(values)

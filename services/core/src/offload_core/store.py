@@ -10,7 +10,6 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,13 @@ from celery import Celery
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
 
-from . import keys, lua
+from . import job_metrics, keys, lua
 from .errors import StoreUnavailable
 from .jobs import Job
 from .messages import build_task_message
-from .routing import ALL_QUEUES, queue_name
+from .routing import ALL_QUEUES, TASK_NAMES, queue_name
 from .settings import Settings
+from .tracing import publish_span
 from .types import JobState, JobType, Priority
 
 
@@ -45,8 +45,7 @@ class NewJob:
     params: dict[str, Any]
     idempotency_key: str | None = None
     callback_url: str | None = None
-    trace_id: str | None = None
-    trace_headers: dict[str, str] | None = None
+    trace_id: str | None = None  # the submitting request's trace (offload_core.tracing)
 
     def digest(self) -> str:
         """What makes two submissions 'the same body' for Idempotency-Key."""
@@ -96,21 +95,25 @@ class JobStore:
             idempotency_key=new.idempotency_key, callback_url=new.callback_url, trace_id=new.trace_id,
         )
         queue = queue_name(new.type, new.priority)
-        message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
-                                     headers=new.trace_headers)
         minute = int(now // 60)
         flat: list[str] = [x for kv in job.to_hash().items() for x in kv]
         idem = new.idempotency_key or ""
-        async with _unavailable_as_error():
-            status, ident = await self._submit(
-                keys=[keys.idempotency(new.tenant, idem), keys.tenant_rate(new.tenant, minute),
-                      keys.tenant_active(new.tenant), keys.job(job_id), keys.payload(job_id),
-                      keys.events(job_id), keys.tenant_jobs(new.tenant), queue, keys.COUNTERS],
-                args=[job_id, new.digest(), s.idempotency_ttl_seconds, s.rate_limit_per_minute,
-                      s.max_queued_per_tenant, repr(now), new.payload, message, s.events_maxlen,
-                      s.retention_seconds, "1" if idem else "0", 120, *flat],
-            )
+        # The message's trace context is the publish span's, so the worker's run hangs under it.
+        with publish_span(TASK_NAMES[new.type], queue, job_id) as trace_headers:
+            message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
+                                         headers=trace_headers)
+            async with _unavailable_as_error():
+                status, ident = await self._submit(
+                    keys=[keys.idempotency(new.tenant, idem), keys.tenant_rate(new.tenant, minute),
+                          keys.tenant_active(new.tenant), keys.job(job_id), keys.payload(job_id),
+                          keys.events(job_id), keys.tenant_jobs(new.tenant), queue, keys.COUNTERS],
+                    args=[job_id, new.digest(), s.idempotency_ttl_seconds, s.rate_limit_per_minute,
+                          s.max_queued_per_tenant, repr(now), new.payload, message, s.events_maxlen,
+                          s.retention_seconds, "1" if idem else "0", 120, *flat],
+                )
         status = _s(status)
+        if status == "created":
+            job_metrics.submitted(new.type, new.priority)
         retry_after = 0
         if status == "rate_limited":
             retry_after = max(1, int(60 - now % 60) + 1)
@@ -138,14 +141,16 @@ class JobStore:
         if job is None:
             return "missing", None
         queue = queue_name(job.type, job.priority)
-        message = build_task_message(self.app, job_id=job_id, job_type=job.type, queue=queue)
-        async with _unavailable_as_error():
-            out = await self._requeue(
-                keys=[keys.job(job_id), keys.events(job_id), keys.payload(job_id),
-                      keys.tenant_active(job.tenant), keys.DEAD, queue, keys.COUNTERS],
-                args=[tenant or "", repr(time.time()), message, s.events_maxlen,
-                      s.max_queued_per_tenant, s.retention_seconds],
-            )
+        with publish_span(TASK_NAMES[job.type], queue, job_id) as trace_headers:
+            message = build_task_message(self.app, job_id=job_id, job_type=job.type, queue=queue,
+                                         headers=trace_headers)
+            async with _unavailable_as_error():
+                out = await self._requeue(
+                    keys=[keys.job(job_id), keys.events(job_id), keys.payload(job_id),
+                          keys.tenant_active(job.tenant), keys.DEAD, queue, keys.COUNTERS],
+                    args=[tenant or "", repr(time.time()), message, s.events_maxlen,
+                          s.max_queued_per_tenant, s.retention_seconds],
+                )
         return _s(out[0]), (_s(out[1]) if len(out) > 1 else None)
 
     # -- reads ------------------------------------------------------------------------------

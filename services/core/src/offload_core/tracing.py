@@ -1,22 +1,89 @@
-"""Trace context for jobs: the id a job records and the headers its queue message carries.
+"""Trace context for jobs: the id a job records, the publish span, and the job's run context.
 
-Configuration is only the standard OTEL_* variables (see offload_core.telemetry when set up);
-with no SDK configured the current span is invalid and jobs simply carry no trace id.
+A job's trace: the gateway's server span -> `publish_span` (the PRODUCER span of its queue
+message, whose context rides in the message headers) -> the worker's Celery run span
+(opentelemetry-instrumentation-celery continues the context from those headers) -> OCR page
+and LLM spans -> Redis and HTTP calls. The SDK is set up by `offload_core.telemetry`; without
+it every span here is a no-op and jobs carry no trace id.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+from . import logs
+
+tracer = trace.get_tracer("offload")
+
+JOB_ID_ATTRIBUTE = "offload.job_id"
+_job_context_pid = 0  # the process whose signals are connected (a forked child connects its own)
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
 def job_trace_context() -> dict[str, Any]:
-    """`trace_id` and `trace_headers` for a NewJob, taken from the active span."""
-    ctx = trace.get_current_span().get_span_context()
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return {
-        "trace_id": format(ctx.trace_id, "032x") if ctx.is_valid else None,
-        "trace_headers": carrier or None,
+    """`trace_id` for a NewJob: the trace of the request submitting it (the client's, if it sent
+    a `traceparent`). The queue message joins the same trace through `publish_span`."""
+    return {"trace_id": current_trace_id()}
+
+
+@contextmanager
+def publish_span(task_name: str, queue: str, job_id: str) -> Iterator[dict[str, str]]:
+    """The PRODUCER span of a job message; yields the headers that carry its context.
+
+    The gateway writes its messages from a Lua script rather than through Celery's publish
+    path, so Celery's `before_task_publish` never fires for them; this is the span the Celery
+    instrumentation would have made there (same name and attributes), so a worker's run span
+    hangs under it exactly as under a message sent with `send_task`.
+    """
+    attributes = {
+        "celery.action": "apply_async",
+        "celery.task_name": task_name,
+        "messaging.message.id": job_id,
+        "messaging.destination": queue,
+        JOB_ID_ATTRIBUTE: job_id,
     }
+    with tracer.start_as_current_span(f"apply_async/{task_name}", kind=SpanKind.PRODUCER,
+                                      attributes=attributes):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        yield carrier
+
+
+def install_job_context(task_names: Collection[str]) -> None:
+    """While a job task runs: its id on the run span and in every log line (`job_id`).
+
+    Connected after the Celery instrumentation, so its run span is the current span here.
+    The first argument of every Offload task is the job id.
+    """
+    from celery.signals import task_postrun, task_prerun
+
+    global _job_context_pid
+    if _job_context_pid == os.getpid():
+        return
+    _job_context_pid = os.getpid()
+    names = frozenset(task_names)
+    tokens: dict[str, Any] = {}
+
+    @task_prerun.connect(weak=False)
+    def _enter(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
+        if task is None or task.name not in names or not args or task_id is None:
+            return
+        job_id = str(args[0])
+        trace.get_current_span().set_attribute(JOB_ID_ATTRIBUTE, job_id)
+        tokens[task_id] = logs.bind_job(job_id)
+
+    @task_postrun.connect(weak=False)
+    def _leave(task_id: str | None = None, **_: Any) -> None:
+        token = tokens.pop(task_id, None) if task_id else None
+        if token is not None:
+            logs.unbind_job(token)

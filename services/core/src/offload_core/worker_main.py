@@ -7,18 +7,23 @@ container, `make run` and the tests all start workers through these same command
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
+from . import multiprocess_metrics
 from .celery_app import make_celery
 from .handler import JobHandler
-from .logs import configure_logging
-from .routing import queues_for
-from .runner import JobRunner
+from .logs import configure_logging, redact_settings
+from .routing import TASK_NAMES, queues_for
+from .runner import WEBHOOK_TASK, JobRunner
 from .settings import Settings
+from .telemetry import preload as preload_tracing
+from .telemetry import setup_tracing, shutdown_tracing
+from .tracing import install_job_context
 from .types import JobType
 from .worker_http import start_health_server
 from .worker_store import connect_sync
@@ -38,19 +43,45 @@ def build_worker(job_type: JobType, handler: JobHandler, settings: Settings) -> 
 def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler],
                on_process_start: Callable[[Settings], None] | None = None) -> None:
     configure_logging()
+    # Before any job process exists: they inherit the mode and all count into one directory.
+    multiprocess_metrics.enable()
     settings = Settings()
+    redact_settings(settings)
     app = build_worker(job_type, make_handler(settings), settings)
     server = start_health_server(settings, connect_sync(settings))
+    main_pid = os.getpid()
+    service_name = f"offload-worker-{job_type.value}"
+    preload_tracing(celery=True)
+
+    def start_tracing() -> None:
+        if setup_tracing(service_name, celery=True) is not None:
+            install_job_context([TASK_NAMES[job_type], WEBHOOK_TASK])
+
+    @setup_logging.connect(weak=False)
+    def _own_logging(**_: object) -> None:
+        # Connected, this tells Celery to leave logging alone: otherwise it gives loggers that
+        # have no handler yet (billiard's, for one) its own plain-text handler.
+        configure_logging()
 
     @worker_process_init.connect(weak=False)
     def _child_started(**_: object) -> None:
         configure_logging()
-        if server is not None:
+        if server is not None and os.getpid() != main_pid:
             server.socket.close()  # the port belongs to the parent; children only run jobs
+        start_tracing()  # here, not before the fork (see offload_core.telemetry)
         if on_process_start is not None:
             on_process_start(settings)
 
+    @worker_process_shutdown.connect(weak=False)
+    def _child_exiting(**_: object) -> None:
+        # A recycled child ends with os._exit: without this its last spans would be lost.
+        shutdown_tracing()
+
+    if settings.worker_pool == "threads":
+        start_tracing()  # no job processes and no worker_process_init: jobs run in this one
+
     argv = [
+        "--quiet",  # no banner: stdout carries JSON log lines only
         "worker",
         "--loglevel=INFO",
         f"--concurrency={settings.worker_concurrency}",

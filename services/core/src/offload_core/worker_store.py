@@ -2,6 +2,7 @@
 
 Every state change is a Lua script from `offload_core.lua` that checks this worker still owns
 the run, so a duplicate delivery or a worker that lost its lease cannot write a second result.
+Each transition it records is also counted (`offload_core.job_metrics`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import redis
 
-from . import keys, lua
+from . import job_metrics, keys, lua
 from .jobs import Job
 from .settings import Settings
 from .types import JobState
@@ -57,11 +58,15 @@ class WorkerJobStore:
         status = _s(out[0])
         if status == "claimed":
             flat = out[1:]
-            return Claim(status, job=Job.from_hash(dict(zip(flat[::2], flat[1::2]))))
+            job = Job.from_hash(dict(zip(flat[::2], flat[1::2])))
+            job_metrics.run_started(job)
+            return Claim(status, job=job)
         if status == "terminal":
             return Claim(status, state=_s(out[1]))
         if status == "leased":
             return Claim(status, holder=_s(out[1]), lease_ms_left=max(0, int(out[2])))
+        if status in ("dead", "cancelled") and (ended := self.get(job_id)) is not None:
+            job_metrics.finished(ended.type, ended.priority, JobState(status))  # this claim ended it
         return Claim(status)
 
     def heartbeat(self, job_id: str, worker_id: str) -> tuple[bool, bool]:
@@ -96,7 +101,10 @@ class WorkerJobStore:
                   json.dumps(error, separators=(",", ":")) if error else "null",
                   s.events_maxlen, s.retention_seconds, repr(retry_at or 0.0)],
         )
-        return _s(out[0]) == "ok"
+        recorded = _s(out[0]) == "ok"
+        if recorded:
+            job_metrics.run_ended(job, state)
+        return recorded
 
     def payload(self, job_id: str) -> bytes | None:
         return self.redis.get(keys.payload(job_id))

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from offload_core import job_metrics
 from offload_core.documents import DocumentRejected, inspect
 from offload_core.llm_request import LlmParams
 from offload_core.ocr_request import parse_languages
 from offload_core.store import NewJob
 from offload_core.tracing import job_trace_context
-from offload_core.types import JobType, Priority
+from offload_core.types import JobState, JobType, Priority
 from offload_core.web.deps import CurrentPrincipal, SettingsDep, StoreDep
 from offload_core.web.problems import ProblemError
 
@@ -132,6 +133,8 @@ async def cancel_job(job_id: str, principal: CurrentPrincipal, store: StoreDep) 
     if status == "terminal":
         raise ProblemError(409, "Job already finished", f"the job is {state}; only unfinished jobs can be cancelled")
     job = await store.get(job_id, principal.tenant)
+    if status == "cancelled" and job is not None:  # ended here: no worker will ever count it
+        job_metrics.finished(job.type, job.priority, JobState.CANCELLED)
     body = job.to_api(status_base_url=store.settings.status_public_url.rstrip("/")) if job else {"id": job_id}
     return JSONResponse(body, status_code=200 if status == "cancelled" else 202)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Response
 from fastapi.responses import JSONResponse
 
+from offload_core.logs import bind_job
 from offload_core.settings import Settings
 from offload_core.store import JobStore, NewJob
 from offload_core.types import Priority
@@ -50,6 +51,8 @@ def parse_idempotency_key(value: str | None) -> str | None:
 async def submit(store: JobStore, new: NewJob, response: Response) -> JSONResponse:
     """Store and enqueue `new` atomically and answer 202 (new), 200 (replay), 409 or 429."""
     outcome = await store.submit(new)
+    if outcome.job_id:
+        bind_job(outcome.job_id)  # the rest of this request's log lines (access log too) name the job
     base = store.settings.status_public_url.rstrip("/")
     if outcome.status == "created":
         assert outcome.job is not None

@@ -7,18 +7,24 @@ import os
 import uvicorn
 
 from ..logs import configure_logging
+from ..telemetry import setup_tracing, shutdown_tracing
 
 
 def serve(factory: str, *, default_port: int) -> None:
     configure_logging()
-    uvicorn.run(
-        factory,
-        factory=True,
-        host=os.environ.get("OFFLOAD_HOST", "0.0.0.0"),
-        port=int(os.environ.get("OFFLOAD_PORT", default_port)),
-        log_config=None,  # our JSON logging (offload_core.logs) handles uvicorn's loggers too
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("OFFLOAD_FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        timeout_graceful_shutdown=int(os.environ.get("OFFLOAD_GRACEFUL_SHUTDOWN_SECONDS", "20")),
-        access_log=os.environ.get("OFFLOAD_ACCESS_LOG", "1") == "1",
-    )
+    # "offload_gateway.app:create_app" -> service.name "offload-gateway" (unless OTEL_SERVICE_NAME says otherwise)
+    setup_tracing(factory.split(".", 1)[0].replace("_", "-"))
+    try:
+        uvicorn.run(
+            factory,
+            factory=True,
+            host=os.environ.get("OFFLOAD_HOST", "0.0.0.0"),
+            port=int(os.environ.get("OFFLOAD_PORT", default_port)),
+            log_config=None,  # our JSON logging (offload_core.logs) handles uvicorn's loggers too
+            proxy_headers=True,
+            forwarded_allow_ips=os.environ.get("OFFLOAD_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            timeout_graceful_shutdown=int(os.environ.get("OFFLOAD_GRACEFUL_SHUTDOWN_SECONDS", "20")),
+            access_log=os.environ.get("OFFLOAD_ACCESS_LOG", "1") == "1",
+        )
+    finally:
+        shutdown_tracing()  # the last requests' spans leave before the process does

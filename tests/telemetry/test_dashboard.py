@@ -1,0 +1,44 @@
+"""The Grafana dashboard asks only for metrics the services really export."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+import offload_core.job_metrics  # noqa: F401 - registers the job metrics
+import offload_core.queue_metrics  # noqa: F401 - registers the queue gauges
+import offload_core.web.observability  # noqa: F401 - registers the HTTP metrics
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "k8s" / "grafana" / "offload-dashboard.json"
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+
+
+def exported_sample_names() -> set[str]:
+    names = set()
+    for family in REGISTRY.collect():
+        if family.name.startswith("offload_"):
+            names.update(family.name + suffix for suffix in SUFFIXES[family.type])
+    return names
+
+
+def test_every_query_names_only_exported_metrics_and_every_metric_is_shown():
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\boffload_[a-z_]+", expr)}
+    exported = exported_sample_names()
+    assert used <= exported, f"unknown metrics in the dashboard: {sorted(used - exported)}"
+    shown_families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
+    all_families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in exported}
+    assert all_families <= shown_families, f"metrics without a panel: {sorted(all_families - shown_families)}"
+
+
+def test_panels_have_unique_ids_and_use_the_datasource_variable():
+    dashboard = json.loads(DASHBOARD.read_text())
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    assert {p["datasource"]["uid"] for p in dashboard["panels"] if p["type"] != "row"} == {"${datasource}"}
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource"]
