@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from offload_core.settings import Settings
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
+from offload_core.web.observability import install_observability
 from offload_core.web.problems import install_problem_handlers
 
 from .routes import router as jobs_router
@@ -23,6 +27,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan_for(settings),
     )
     install_problem_handlers(app)
+    install_observability(app, settings)
     app.include_router(health_router)
     app.include_router(jobs_router)
+    # The dashboard, served by the status service (another origin), cancels and requeues jobs
+    # here with the user's key in an Authorization header (no cookies), so only that origin is let in.
+    dashboard = urlsplit(settings.status_public_url)
+    app.add_middleware(CORSMiddleware, allow_origins=[f"{dashboard.scheme}://{dashboard.netloc}"],
+                       allow_methods=["POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
+                       max_age=600)
     return app

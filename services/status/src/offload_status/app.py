@@ -7,8 +7,11 @@ from fastapi import FastAPI
 from offload_core.settings import Settings
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
+from offload_core.web.observability import install_observability
 from offload_core.web.problems import install_problem_handlers
 
+from .cluster_view import cluster_view_for
+from .dashboard import mount_dashboard
 from .routes import router as status_router
 
 
@@ -21,6 +24,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan_for(settings),
     )
     install_problem_handlers(app)
+    install_observability(app, settings, queue_metrics_from_store=True)
     app.include_router(health_router)
     app.include_router(status_router)
+    app.state.cluster_view = cluster_view_for(settings)  # GET /v1/queues shows it as `cluster`
+    mount_dashboard(app, settings)
     return app

@@ -37,19 +37,21 @@ def format_event(event_id: str, kind: str, data: str) -> str:
 async def job_event_stream(request: Request, store: JobStore, job_id: str, after: str) -> AsyncIterator[str]:
     yield "retry: 2000\n\n"
     cursor = after
-    # Replay everything stored after the cursor.
+    # Replay everything stored after the cursor, past any terminal state: a requeued job has
+    # events after its first end, and the job's current state (below) says whether more may come.
     while True:
         rows = await store.events(job_id, after=cursor)
         for event_id, kind, data in rows:
             yield format_event(event_id, kind, data)
             cursor = event_id
-            if is_terminal_event(kind, data):
-                return
         if len(rows) < 500:
             break
     job = await store.get(job_id, None)
     if job is None or job.state in TERMINAL_STATES:
-        return  # finished before the cursor (a resume after the end) or expired
+        # Finished (or expired); it may have finished since the replay read: send what came since.
+        for event_id, kind, data in await store.events(job_id, after=cursor):
+            yield format_event(event_id, kind, data)
+        return
     # Follow live.
     idle = 0
     while not await request.is_disconnected():

@@ -1,0 +1,45 @@
+"""Python client for Offload: submit OCR and LLM jobs, follow them live, fetch their results.
+
+`OffloadClient` (sync) and `AsyncOffloadClient` (asyncio) cover every gateway and status
+endpoint; see `offload_client.errors` for what they raise.
+"""
+
+from .async_client import AsyncOffloadClient
+from .client import OffloadClient
+from .config import ClientConfig, ConfigError, RetryPolicy
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    OffloadError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    TransportError,
+    WaitTimeout,
+)
+from .models import (
+    Job,
+    JobError,
+    JobEvent,
+    JobPage,
+    JobState,
+    JobType,
+    OtherEvent,
+    Priority,
+    Progress,
+    ProgressEvent,
+    QueueStats,
+    StateEvent,
+    TokenEvent,
+)
+from .version import __version__
+
+__all__ = [
+    "ApiError", "AsyncOffloadClient", "AuthenticationError", "ClientConfig", "ConfigError", "ConflictError",
+    "InvalidRequestError", "Job", "JobError", "JobEvent", "JobPage", "JobState", "JobType", "NotFoundError",
+    "OffloadClient", "OffloadError", "OtherEvent", "Priority", "Progress", "ProgressEvent", "QueueStats",
+    "RateLimitedError", "RetryPolicy", "ServiceUnavailableError", "StateEvent", "TokenEvent", "TransportError",
+    "WaitTimeout", "__version__",
+]

@@ -1,0 +1,146 @@
+"""Every endpoint as a plain description of the request, and the decoding of its answer.
+
+No I/O here: `OffloadClient` and `AsyncOffloadClient` send the same `Call`s, so the two clients
+cannot drift apart in what they ask or how they read the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import httpx
+
+from .errors import error_from_response
+from .models import Job, JobPage, JobState, JobType, Priority, QueueStats
+
+FileInput = str | os.PathLike[str] | bytes | BinaryIO
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    service: Literal["gateway", "status"]
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    data: dict[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def new_idempotency_key() -> str:
+    return str(uuid.uuid4())
+
+
+def _clean(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def read_file(file: FileInput, filename: str | None) -> tuple[str, bytes]:
+    """The upload's name and bytes. Read whole, so a retried request sends the same bytes."""
+    if isinstance(file, bytes):
+        return filename or "document", file
+    if isinstance(file, (str, os.PathLike)):
+        path = Path(file)
+        return filename or path.name, path.read_bytes()
+    name = filename or Path(getattr(file, "name", "document") or "document").name
+    return name, file.read()
+
+
+def submit_ocr(file: FileInput, *, filename: str | None, languages: str | None, priority: Priority | str | None,
+               callback_url: str | None, idempotency_key: str | None) -> Call:
+    name, data = read_file(file, filename)
+    form = _clean({"languages": languages, "priority": priority and str(Priority(priority)),
+                   "callback_url": callback_url})
+    return Call("POST", "gateway", "/v1/jobs/ocr", files={"file": (name, data, "application/octet-stream")},
+                data=form, headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
+
+
+def submit_llm(*, prompt: str | None, messages: list[Message] | None, model: str | None, max_tokens: int | None,
+               temperature: float | None, priority: Priority | str | None, callback_url: str | None,
+               idempotency_key: str | None) -> Call:
+    if (prompt is None) == (messages is None):
+        raise ValueError("give exactly one of prompt= or messages=")
+    body = _clean({"prompt": prompt, "messages": messages, "model": model, "max_tokens": max_tokens,
+                   "temperature": temperature, "priority": priority and str(Priority(priority)),
+                   "callback_url": callback_url})
+    return Call("POST", "gateway", "/v1/jobs/llm", json=body,
+                headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
+
+
+def cancel(job_id: str) -> Call:
+    return Call("DELETE", "gateway", f"/v1/jobs/{_id(job_id)}")
+
+
+def retry(job_id: str) -> Call:
+    return Call("POST", "gateway", f"/v1/jobs/{_id(job_id)}/retry")
+
+
+def get_job(job_id: str) -> Call:
+    return Call("GET", "status", f"/v1/jobs/{_id(job_id)}")
+
+
+def result(job_id: str) -> Call:
+    return Call("GET", "status", f"/v1/jobs/{_id(job_id)}/result")
+
+
+def list_jobs(*, state: JobState | str | None, type: JobType | str | None, cursor: str | None,  # noqa: A002
+              limit: int | None) -> Call:
+    params = _clean({"state": state and str(JobState(state)), "type": type and str(JobType(type)),
+                     "cursor": cursor, "limit": limit})
+    return Call("GET", "status", "/v1/jobs", params=params)
+
+
+def queues() -> Call:
+    return Call("GET", "status", "/v1/queues")
+
+
+def dead_letters(limit: int | None) -> Call:
+    return Call("GET", "status", "/v1/dead-letters", params=_clean({"limit": limit}))
+
+
+def events_path(job_id: str) -> str:
+    return f"/v1/jobs/{_id(job_id)}/events"
+
+
+def _id(job_id: str) -> str:
+    # Job ids are UUIDs; refusing anything else keeps a stray "/" or "?" out of the path.
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise ValueError(f"not a job id: {job_id!r}") from None
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def checked(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        raise error_from_response(response)
+    return response
+
+
+def as_job(response: httpx.Response) -> Job:
+    return Job.model_validate(checked(response).json())
+
+
+def as_page(response: httpx.Response) -> JobPage:
+    return JobPage.model_validate(checked(response).json())
+
+
+def as_queues(response: httpx.Response) -> QueueStats:
+    return QueueStats.model_validate(checked(response).json())
+
+
+def as_dead_letters(response: httpx.Response) -> list[Job]:
+    return [Job.model_validate(j) for j in checked(response).json()["jobs"]]
+
+
+def as_result(response: httpx.Response) -> dict[str, Any]:
+    return json.loads(checked(response).content)

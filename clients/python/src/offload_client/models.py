@@ -1,0 +1,173 @@
+"""Typed views of what the API returns: jobs, their events, listings and queue statistics.
+
+Models ignore fields they do not know, so a newer service does not break an older client.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class JobType(StrEnum):
+    OCR = "ocr"
+    LLM = "llm"
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Progress(_Model):
+    current: int = 0
+    total: int = 0
+    message: str = ""
+
+    @property
+    def fraction(self) -> float | None:
+        return self.current / self.total if self.total > 0 else None
+
+
+class JobError(_Model):
+    type: str
+    message: str
+    retryable: bool
+
+
+class JobLinks(_Model):
+    self: str
+    events: str
+    result: str | None = None
+
+
+class Job(_Model):
+    id: str
+    type: JobType
+    priority: Priority
+    state: JobState
+    progress: Progress | None = None
+    attempts: int = 0
+    max_attempts: int = 1
+    created_at: datetime
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    retry_at: datetime | None = None
+    error: JobError | None = None
+    params: dict[str, Any] = {}
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+    trace_id: str | None = None
+    cancel_requested: bool = False
+    links: JobLinks | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+
+class JobPage(_Model):
+    jobs: list[Job]
+    next_cursor: str | None = None
+
+
+class QueueDepth(_Model):
+    depth: int
+    oldest_age_seconds: float | None = None
+
+
+class WorkerDemand(_Model):
+    backlog: int
+    running: int
+    desired_replicas: int
+    scaling: dict[str, int] = {}
+
+
+class QueueStats(_Model):
+    queues: dict[str, QueueDepth]
+    running: int
+    running_by_type: dict[str, int] = {}
+    dead: int
+    totals: dict[str, int] = {}
+    workers: dict[str, WorkerDemand] = {}
+    cluster: dict[str, Any] = {}
+
+
+# -- events (SSE) -----------------------------------------------------------------------------
+
+
+class StateEvent(_Model):
+    """The job moved to `state`. `attempt` is set on `running`, `error` on failures and retries."""
+
+    id: str
+    kind: Literal["state"] = "state"
+    state: JobState
+    at: float | None = None
+    attempt: int | None = None
+    error: JobError | None = None
+    retry_at: float | None = None
+    requeued: bool = False
+
+
+class ProgressEvent(_Model):
+    id: str
+    kind: Literal["progress"] = "progress"
+    current: int | None = None
+    total: int | None = None
+    message: str = ""
+
+
+class TokenEvent(_Model):
+    """A piece of streamed LLM output (several model tokens may arrive in one event)."""
+
+    id: str
+    kind: Literal["token"] = "token"
+    text: str
+
+
+class OtherEvent(_Model):
+    """An event kind this client does not know yet; kept so callers can still see it."""
+
+    id: str
+    kind: str
+    data: Any = None
+
+
+JobEvent = StateEvent | ProgressEvent | TokenEvent | OtherEvent
+
+
+def event_from_sse(event_id: str, kind: str, data: Any) -> JobEvent:
+    body = data if isinstance(data, dict) else {}
+    if kind == "state":
+        return StateEvent(id=event_id, **body)
+    if kind == "progress":
+        return ProgressEvent(id=event_id, **body)
+    if kind == "token":
+        return TokenEvent(id=event_id, text=str(body.get("text", "")))
+    return OtherEvent(id=event_id, kind=kind, data=data)

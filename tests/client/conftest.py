@@ -1,0 +1,40 @@
+"""One real platform (gateway, status, an LLM worker on llama.cpp, an OCR worker) for this
+suite's tests, and clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from offload_client import AsyncOffloadClient, OffloadClient
+from tests.support.platform import Platform, PlatformFactory
+from tests.support.processes import RedisServer
+
+SHORT = {"prompt": "Say hello.", "max_tokens": 4, "temperature": 0}
+
+
+@pytest.fixture(scope="package")
+def platform(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """Started once for this folder (a package: see __init__.py), and stopped when its last test
+    is done; the tests only ever look at their own jobs."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    with redis_server.client() as redis:
+        redis.flushall()  # nothing left queued by earlier suites for these workers to run
+    factory = PlatformFactory(redis_url=redis_server.url, log_dir=tmp_path_factory.mktemp("platform"))
+    try:
+        yield factory.start(workers=("llm", "ocr"))
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+def client(platform: Platform) -> Iterator[OffloadClient]:
+    with OffloadClient(platform.gateway.url, status_url=platform.status.url, api_key=platform.keys["alice"]) as c:
+        yield c
+
+
+@pytest.fixture
+def async_client(platform: Platform) -> AsyncOffloadClient:
+    return AsyncOffloadClient(platform.gateway.url, status_url=platform.status.url, api_key=platform.keys["alice"])
