@@ -24,16 +24,20 @@ uv:
 
 # The workspace venv: every service, the dev tools, the in-process llama.cpp backend.
 sync: $(VENV)/.synced
-$(VENV)/.synced: uv.lock pyproject.toml $(wildcard services/*/pyproject.toml) | uv
+$(VENV)/.synced: uv.lock pyproject.toml $(wildcard services/*/pyproject.toml clients/*/pyproject.toml) | uv
 	$(UV) sync --all-packages --all-groups --all-extras --frozen
 	@touch $@
 
 run: sync
 	$(PY) scripts/run_local.py
 
-# System packages the tests start for real (their own redis-server on a free port).
+# System packages the tests use for real: their own redis-server on a free port, and Debian's
+# chromium for the dashboard tests (Playwright drives it; no browser download).
+TEST_APT_PACKAGES := redis-server chromium
 test-deps:
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@missing=""; for p in $(TEST_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
 test: sync test-deps $(K8S_TEST_PREREQS)
 	$(VENV)/bin/pytest

@@ -63,7 +63,9 @@ def main() -> int:
         "OFFLOAD_ADMIN_TENANTS": "dev",
         "OFFLOAD_WEBHOOK_SECRETS": f"dev:{os.environ.get('OFFLOAD_DEV_WEBHOOK_SECRET') or secrets.token_hex(16)}",
         "OFFLOAD_STATUS_PUBLIC_URL": f"http://localhost:{status_port}",
+        "OFFLOAD_GATEWAY_PUBLIC_URL": f"http://localhost:{gateway_port}",
         "OFFLOAD_LLM_BACKEND": "llamacpp",  # the bundled SmolLM2 GGUF: works offline
+        "OFFLOAD_LOG_FORMAT": "text",  # readable lines here; services log JSON lines by default
         **{k: v for k, v in os.environ.items() if k.startswith(("OFFLOAD_", "OTEL_"))},
         "OFFLOAD_API_KEYS": f"dev:{api_key}" + (f",{os.environ['OFFLOAD_API_KEYS']}" if os.environ.get("OFFLOAD_API_KEYS") else ""),
     }
@@ -79,7 +81,7 @@ def main() -> int:
         redis_port = int(os.environ.get("OFFLOAD_EMBEDDED_REDIS_PORT", "6390"))
         (RUN_DIR / "redis").mkdir(exist_ok=True)
         start("redis", [redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--dir",
-                        str(RUN_DIR / "redis"), "--appendonly", "yes", "--save", ""])
+                        str(RUN_DIR / "redis"), "--appendonly", "yes", "--save", "", "--loglevel", "warning"])
         env["OFFLOAD_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         time.sleep(0.3)
     start("gateway", [str(BIN / "offload-gateway")], {"OFFLOAD_PORT": str(gateway_port), "OTEL_SERVICE_NAME": "gateway"})
@@ -95,6 +97,7 @@ def main() -> int:
   Offload is starting.
     gateway   http://localhost:{gateway_port}   (API docs: http://localhost:{gateway_port}/docs)
     status    http://localhost:{status_port}   (API docs: http://localhost:{status_port}/docs)
+    dashboard http://localhost:{status_port}/   (sign in with the API key below)
     redis     {env['OFFLOAD_REDIS_URL']}
     API key   {api_key}      (tenant 'dev', admin)
 

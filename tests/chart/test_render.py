@@ -175,6 +175,24 @@ def test_only_the_status_service_gets_a_token_and_it_may_only_read(renders: dict
     assert rendered.of_kind("ClusterRole") == [] and rendered.of_kind("ClusterRoleBinding") == []
 
 
+def test_the_status_service_reads_its_own_releases_workers_in_its_own_namespace(
+        renders: dict[str, Rendered], helm: Helm) -> None:
+    rendered = renders["keda"]
+    env = rendered.env("status")
+    assert env["OFFLOAD_K8S_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["OFFLOAD_K8S_RELEASE"]["value"] == RELEASE
+    # The release it names is the instance label the workers and their ScaledObjects carry.
+    for service in WORKERS:
+        assert rendered.deployment(service)["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+        so = rendered.get("ScaledObject", f"{RELEASE}-offload-{service}")
+        assert so["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+        assert so["metadata"]["labels"]["app.kubernetes.io/component"] == service
+    without_rbac = helm.template({"components": {"status": {"rbac": {"create": False}}}})
+    assert without_rbac.of_kind("Role") == []
+    assert not {"OFFLOAD_K8S_NAMESPACE", "OFFLOAD_K8S_RELEASE"} & set(without_rbac.env("status"))
+    assert without_rbac.deployment("status")["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
 def _rule_ports(rule: dict) -> set[int]:
     return {p["port"] for p in rule.get("ports", [])}
 
@@ -279,11 +297,19 @@ def test_existing_secrets_are_used_and_none_is_generated(helm: Helm) -> None:
                                        "webhookSecrets": {"existingSecret": "hooks"}},
                               "redis": {"auth": {"existingSecret": "redis-pw"}}})
     assert rendered.of_kind("Secret") == []
-    volumes = {v["name"]: v for v in rendered.deployment("worker-ocr")["spec"]["template"]["spec"]["volumes"]}
+    volumes = {v["name"]: v for v in rendered.deployment("gateway")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["api-keys"]["secret"]["secretName"] == "keys"
     assert volumes["api-keys"]["secret"]["items"] == [{"key": "k", "path": "api-keys"}]
     assert volumes["webhook-secrets"]["secret"]["secretName"] == "hooks"
     assert rendered.env("gateway")["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "redis-pw"
+
+
+def test_each_component_mounts_only_the_secrets_it_uses(helm: Helm) -> None:
+    rendered = helm.template({})
+    mounted = {c: {v["name"] for v in rendered.deployment(c)["spec"]["template"]["spec"]["volumes"]} - {"tmp"}
+               for c in ("gateway", "status", "worker-ocr", "worker-llm")}
+    assert mounted == {"gateway": {"api-keys", "webhook-secrets"}, "status": {"api-keys"},
+                       "worker-ocr": {"webhook-secrets"}, "worker-llm": {"webhook-secrets"}}
 
 
 def test_generated_api_key_is_a_strong_tenant_key_pair(renders: dict[str, Rendered]) -> None:

@@ -10,9 +10,21 @@ from offload_core.settings import Settings, parse_pairs
 STRONG = "k" * 24
 
 
-def test_production_refuses_to_start_without_api_keys():
-    with pytest.raises(ValidationError, match="no API keys"):
-        Settings(env="production", api_keys="")
+def test_production_api_refuses_to_start_without_api_keys_but_a_worker_needs_none():
+    settings = Settings(env="production", api_keys="")  # a worker's settings: valid
+    with pytest.raises(ValueError, match="no API keys"):
+        settings.require_api_keys()
+    Settings(env="dev").require_api_keys()  # dev mode runs keyless (make run adds a key anyway)
+
+
+def test_gateway_process_exits_with_the_reason_when_it_has_no_keys(tmp_path, redis_url):
+    from tests.support.processes import Service, free_port
+
+    gateway = Service("offload-gateway", {"OFFLOAD_ENV": "production", "OFFLOAD_API_KEYS": "",
+                                          "OFFLOAD_REDIS_URL": redis_url}, tmp_path, port=free_port())
+    with pytest.raises(RuntimeError, match="exited"):
+        gateway.start(timeout=30)
+    assert "no API keys" in gateway.log_text()
 
 
 @pytest.mark.parametrize("key", ["changeme", "short-key"])

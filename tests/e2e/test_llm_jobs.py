@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 PROMPT = {"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 24, "temperature": 0}
 

@@ -9,7 +9,7 @@ import pytest
 from offload_core.settings import Settings
 from offload_worker_llm.backends.llamacpp import LlamaCppBackend
 
-from llm_peer import ScriptedPeer
+from tests.worker_llm.llm_peer import ScriptedPeer
 
 
 

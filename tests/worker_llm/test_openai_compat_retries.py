@@ -11,7 +11,7 @@ from offload_core.settings import Settings
 from offload_worker_llm.backends import LlmUsage
 from offload_worker_llm.backends.openai_compat import OpenAICompatBackend
 
-from llm_peer import Reply, ScriptedPeer, chunk, free_port, good_stream
+from tests.worker_llm.llm_peer import Reply, ScriptedPeer, chunk, free_port, good_stream
 
 API_KEY = "sk-test-0123456789abcdef"
 PARAMS = LlmParams(prompt="Say hi", max_tokens=16, temperature=0.0)

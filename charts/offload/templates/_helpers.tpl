@@ -203,8 +203,6 @@ dict root name key default: the value kept in this release's Secret `name` under
       name: {{ $root.Values.externalRedis.existingSecret }}
       key: {{ $root.Values.externalRedis.urlKey }}
 {{- end }}
-- name: OFFLOAD_API_KEYS_FILE
-  value: /etc/offload/api-keys/api-keys
 - name: OTEL_SERVICE_NAME
   value: {{ printf "offload-%s" (include "offload.slug" .key) }}
 - name: K8S_POD_NAME

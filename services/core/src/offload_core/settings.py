@@ -61,6 +61,12 @@ class Settings(BaseSettings):
 
     # Where clients follow a job: the status service's public base URL (Location header).
     status_public_url: str = "http://localhost:8001"
+    # Where browsers reach the gateway: the dashboard sends cancel and requeue there, and the
+    # gateway allows those cross-origin calls from the status service's origin only.
+    gateway_public_url: str = "http://localhost:8000"
+    # A link to a job's trace on the dashboard, e.g. "http://localhost:16686/trace/{trace_id}"
+    # (Jaeger); empty shows the trace id without a link.
+    tracing_ui_url_template: str = ""
 
     # Job records, results and events live this long after the job was created or finished.
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
@@ -124,6 +130,14 @@ class Settings(BaseSettings):
     worker_shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
     worker_max_tasks_per_child: int = Field(default=0, ge=0)
 
+    # In-cluster view (status): the worker Deployments and ScaledObjects of this Helm release
+    # (`app.kubernetes.io/instance`; empty: any release) in this namespace (empty: the service
+    # account's). The API server is the pod's own (KUBERNETES_SERVICE_HOST/PORT), reached with
+    # the service-account token and CA in `k8s_service_account_dir`.
+    k8s_release: str = ""
+    k8s_namespace: str = ""
+    k8s_service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
     @model_validator(mode="after")
     def _check(self) -> "Settings":
         problems: list[str] = []
@@ -143,8 +157,8 @@ class Settings(BaseSettings):
             problems.append(f"API keys or webhook secrets are unreadable: {exc}")
         else:
             if self.env != "dev":
-                if not keys:
-                    problems.append("no API keys: set OFFLOAD_API_KEYS or OFFLOAD_API_KEYS_FILE")
+                # Missing keys are refused by the API services (require_api_keys); workers
+                # need none. Keys that are given must not be defaults.
                 weak = [t for t, k in keys if k.lower() in KNOWN_DEFAULT_SECRETS or len(k) < 16]
                 if weak:
                     problems.append(f"API keys of tenants {sorted(set(weak))} are defaults or shorter than 16 characters")
@@ -153,6 +167,11 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def require_api_keys(self) -> None:
+        """Called by the API services at start: outside dev mode they refuse to run keyless."""
+        if self.env != "dev" and not self.api_key_pairs:
+            raise ValueError("no API keys: set OFFLOAD_API_KEYS or OFFLOAD_API_KEYS_FILE (tenant:key pairs)")
 
     def time_limits(self, job_type: JobType | str) -> tuple[int, int]:
         if JobType(job_type) is JobType.OCR:

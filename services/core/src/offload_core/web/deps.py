@@ -28,6 +28,7 @@ class Services:
 def lifespan_for(settings: Settings):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.require_api_keys()
         redis = connect(settings)
         app.state.services = Services(settings, JobStore(redis, settings), ApiKeys.from_settings(settings))
         try:
@@ -38,19 +39,22 @@ def lifespan_for(settings: Settings):
     return lifespan
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are `async def` although they never wait: FastAPI runs a plain `def`
+# dependency in a worker thread, and three thread hand-offs per request cost the submit path
+# about a third of its throughput (BENCHMARKS.md, "Submit path").
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     return request.app.state.services.store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.services.settings
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> Principal:
