@@ -13,6 +13,7 @@ import httpx
 import pytest
 from offload_worker_llm.backends.llamacpp import bundled_model_path
 
+from tests.support.browser import browser, page  # noqa: F401 - one browser per session, for every suite
 from tests.support.platform import PlatformFactory
 from tests.support.processes import API_ONLY_DB, SHARED_PLATFORM_DB, TEST_DB, RedisServer, free_port
 

@@ -5,38 +5,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.platform import Platform, PlatformFactory
 from tests.support.processes import RedisServer, Service, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
 TRACE_TEMPLATE = "http://tracing.example:16686/trace/{trace_id}"
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (make test-deps)")
-    with sync_playwright() as playwright:
-        # --no-sandbox: the tests may run as root, where Chromium's sandbox refuses to start.
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
 
 
 # An LLM worker whose server is a closed port, with one attempt per job: its jobs go dead at once.
@@ -86,10 +61,3 @@ def site(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) ->
         yield Site(factory)
     finally:
         factory.stop_all()
-
-
-def sign_in(page: Page, platform: Platform, tenant: str, path: str = "/") -> None:
-    page.goto(platform.status.url + path)
-    page.get_by_label("API key").fill(platform.keys[tenant])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.dashboard.conftest import TRACE_TEMPLATE, Site, sign_in
+from tests.dashboard.conftest import TRACE_TEMPLATE, Site
+from tests.support.browser import sign_in
 
 pytestmark = pytest.mark.slow
 

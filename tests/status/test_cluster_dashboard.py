@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
-from tests.dashboard.conftest import browser, page, sign_in  # noqa: F401 - fixtures used by name
+from tests.support.browser import sign_in
 from tests.status.conftest import NAMESPACE, RELEASE
 from tests.status.kube_api import FakeKubeApi, deployment, scaled_object
 from tests.support.platform import Platform, PlatformFactory
