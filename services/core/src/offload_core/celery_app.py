@@ -7,14 +7,21 @@
   again only when its worker is surely gone;
 - strict queue order (`queue_order_strategy="priority"`, kombu >= 5.7): high before normal
   before low;
-- JSON only; results are not stored by Celery (the job store keeps them).
+- JSON only; results are not stored by Celery (the job store keeps them);
+- the Redis transport of `offload_core.broker`: a worker whose ack failed during a Redis
+  outage goes back to consuming once Redis returns, instead of idling forever, and the message
+  of a job whose process was killed goes back to the head of its queue.
 """
 
 from __future__ import annotations
 
+import ssl
+from urllib.parse import urlsplit
+
 from celery import Celery
 from kombu import Exchange, Queue
 
+from .broker import TRANSPORT
 from .routing import queues_for
 from .settings import Settings
 from .types import JobType
@@ -26,6 +33,7 @@ def make_celery(settings: Settings, job_type: JobType, *, main: str | None = Non
     vt = settings.visibility_timeout_seconds
     soft, hard = settings.time_limits(job_type)
     app.conf.update(
+        broker_transport=TRANSPORT,
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
@@ -45,6 +53,9 @@ def make_celery(settings: Settings, job_type: JobType, *, main: str | None = Non
             # visibility timeout, not ten times it (kombu's default throttle).
             "unacked_restore_interval": max(1, min(10, vt // 10)),
             "unacked_restore_throttle": 1,
+            # The lock one worker holds while it restores abandoned messages outlives a worker
+            # killed while holding it; kombu's 300 s would delay every recovery by five minutes.
+            "unacked_mutex_expire": max(5, min(60, vt // 10)),
             "socket_timeout": 15,
             "socket_connect_timeout": 5,
             "health_check_interval": 10,
@@ -62,4 +73,8 @@ def make_celery(settings: Settings, job_type: JobType, *, main: str | None = Non
         worker_soft_shutdown_timeout=settings.worker_shutdown_timeout_seconds,
         worker_enable_soft_shutdown_on_idle=True,
     )
+    if urlsplit(settings.redis_url).scheme == "rediss":
+        # kombu turns on TLS from the URL scheme only for its own transport name; with ours it
+        # must be said. Certificates are verified, as the APIs' Redis client (redis-py) does.
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return app

@@ -73,7 +73,8 @@ return {'created', ARGV[1]}
 # KEYS: 1 job, 2 lease, 3 events, 4 running, 5 active, 6 payload, 7 dead, 8 counters
 # ARGV: 1 worker id, 2 lease ms, 3 now, 4 events maxlen, 5 holder allowed to be replaced ('' if none),
 #       6 retention
-# Returns {status, ...}: claimed + job hash | missing | terminal state | leased holder pttl
+# Returns {status, ...}: claimed + payload (nil when expired) + job hash | missing | terminal state
+#   | leased holder pttl
 #   | cancelled | dead (the run was lost more often than max_attempts allows)
 CLAIM = _PRELUDE + r"""
 local h = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'max_attempts', 'cancel_requested')
@@ -116,7 +117,8 @@ redis.call('HDEL', KEYS[1], 'retry_at')
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[3], redis.call('HGET', KEYS[1], 'id'))
 state_event(KEYS[3], ARGV[4], 'running', ARGV[3], '"attempt":' .. attempts)
-local out = {'claimed'}
+-- The payload rides along: the worker needs it next, and this saves it a round trip.
+local out = {'claimed', redis.call('GET', KEYS[6])}
 for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end
 return out
 """

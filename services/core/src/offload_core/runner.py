@@ -25,7 +25,8 @@ import uuid
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
+from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from .errors import JobCancelled, JobError, PermanentJobError, RetryableJobError
@@ -179,6 +180,24 @@ class JobRunner:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, task: Task, job_id: str) -> None:
+        """Run one delivery. When Redis fails mid-way, the message is handed back (Reject with
+        requeue) rather than acknowledged: Celery acknowledges a task that raised, and a job
+        whose claim or outcome was never recorded would then wait forever for a message
+        that no longer exists."""
+        try:
+            self._run(task, job_id)
+        except Reject as exc:
+            if exc.requeue:
+                raise
+            # Celery's `task.retry` turns a failure to publish the retry into Reject(requeue=False),
+            # which would drop the only message of a job already recorded as `retrying`.
+            log.error("job %s: the retry could not be queued (%s); the message will be redelivered", job_id, exc.reason)
+            raise Reject(exc.reason, requeue=True) from exc
+        except (RedisError, OSError, OperationalError) as exc:
+            log.error("job %s: store unavailable (%s); the message will be redelivered", job_id, exc)
+            raise Reject(exc, requeue=True) from exc
+
+    def _run(self, task: Task, job_id: str) -> None:
         store, wid = self.store, worker_id()
         claim = store.claim(job_id, wid)
         if claim.status == "leased" and claim.holder and holder_is_dead_local_process(claim.holder):
@@ -194,10 +213,10 @@ class JobRunner:
                 self._after_terminal(job_id)
             return
         job = claim.job
-        self._execute(task, store, job, wid)
+        self._execute(task, store, job, wid, claim.payload)
 
-    def _execute(self, task: Task, store: WorkerJobStore, job: Job, wid: str) -> None:
-        payload = store.payload(job.id)
+    def _execute(self, task: Task, store: WorkerJobStore, job: Job, wid: str, payload: bytes | None) -> None:
+        # `payload` came back with the claim (one round trip fewer per job); None: it expired.
         if payload is None:
             self._finish(store, job, wid, JobState.FAILED, error=PermanentJobError(
                 "the job's input expired before it could run", error_type="PayloadExpired").as_record())
@@ -222,10 +241,9 @@ class JobRunner:
                 f"the job ran longer than its time limit of {soft} s", error_type="TimeLimitExceeded"))
         except JobError as exc:  # a JobError subclass that chose neither side
             self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
-        except (RedisError, OSError) as exc:
-            # The store itself failed: nothing can be recorded now. Let the message be
-            # delivered again (not acknowledged) once Redis is back.
-            log.error("job %s: store unavailable (%s); the message will be redelivered", job.id, exc)
+        except (RedisError, OSError):
+            # The store itself failed: nothing can be recorded now. `run` hands the message
+            # back so it is delivered again once Redis is back.
             raise
         except Exception as exc:  # a bug or an unexpected library error: never crash the worker
             log.exception("job %s: unexpected error", job.id)
@@ -240,7 +258,8 @@ class JobRunner:
                 result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
         if store.finish(job, wid, state, result=result, error=error):
             log.info("job %s %s", job.id, state.value)
-            self._after_terminal(job.id)
+            if job.callback_url:  # set at submit, never changed: no need to read the record again
+                self._after_terminal(job.id)
         else:
             log.warning("job %s: outcome %s not recorded, the run belongs to another worker", job.id, state.value)
 

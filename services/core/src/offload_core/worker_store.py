@@ -27,6 +27,7 @@ class Claim:
     state: str | None = None
     holder: str | None = None
     lease_ms_left: int = 0
+    payload: bytes | None = None  # with a claimed job: its input (None when it expired)
 
 
 def connect_sync(settings: Settings) -> redis.Redis:
@@ -57,10 +58,10 @@ class WorkerJobStore:
         )
         status = _s(out[0])
         if status == "claimed":
-            flat = out[1:]
+            payload, flat = out[1], out[2:]
             job = Job.from_hash(dict(zip(flat[::2], flat[1::2])))
             job_metrics.run_started(job)
-            return Claim(status, job=job)
+            return Claim(status, job=job, payload=payload)
         if status == "terminal":
             return Claim(status, state=_s(out[1]))
         if status == "leased":

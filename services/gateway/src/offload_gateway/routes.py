@@ -34,7 +34,9 @@ _PROBLEM = {"content": {"application/problem+json": {}}}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Replay of an earlier submission with the same Idempotency-Key"},
     202: {"description": "Accepted: stored and queued; follow the Location header"},
+    400: {"description": "Malformed multipart body or invalid Idempotency-Key header", **_PROBLEM},
     401: {"description": "Missing or invalid API key", **_PROBLEM},
+    408: {"description": "Upload not completed in time", **_PROBLEM},
     409: {"description": "Idempotency-Key reused with a different body", **_PROBLEM},
     413: {"description": "Upload too large", **_PROBLEM},
     415: {"description": "Unsupported media type", **_PROBLEM},
