@@ -56,6 +56,7 @@ def _growth(samples: list[int]) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_SECONDS + 240)
 def test_steady_load_with_sse_followers_has_no_errors_and_no_leak(platform_factory, figures):
     platform = platform_factory.start(workers=("llm",), env=short_timeouts(
         30, OFFLOAD_RATE_LIMIT_PER_MINUTE="100000", OFFLOAD_ACCESS_LOG="0"))
