@@ -1,5 +1,7 @@
 """A real headless Chromium for browser tests (Debian's `chromium`, driven by Playwright; no
-browser is downloaded). One browser per test session: Playwright's sync API allows one."""
+browser is downloaded). One browser per test module: Playwright's sync API runs an event loop
+on the main thread while it is open, which would break any later test that calls asyncio.run,
+and it allows only one such loop at a time."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from tests.support.platform import Platform
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (make test-deps)")
