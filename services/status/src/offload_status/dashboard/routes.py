@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from offload_core.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
-TRACE_PLACEHOLDER = "{trace_id}"
+TRACE_ID_FIELD = "{trace_id}"
 
 
 def origin(url: str) -> str:
@@ -28,8 +28,8 @@ def check_trace_template(template: str) -> str:
     template that could never make a working link."""
     if template:
         origin(template)
-        if TRACE_PLACEHOLDER not in template:
-            raise ValueError(f"OFFLOAD_TRACING_UI_URL_TEMPLATE must contain {TRACE_PLACEHOLDER}")
+        if TRACE_ID_FIELD not in template:
+            raise ValueError(f"OFFLOAD_TRACING_UI_URL_TEMPLATE must contain {TRACE_ID_FIELD}")
     return template
 
 
