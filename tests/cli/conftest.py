@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.platform import Platform, PlatformFactory
+from tests.support.platform import Platform, folder_platform
 from tests.support.processes import VENV_BIN, RedisServer
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -19,15 +19,7 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 def platform(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Started once for this folder (a package: see __init__.py), and stopped when its last test
     is done; the tests only ever look at their own jobs."""
-    if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()
-    with redis_server.client() as redis:
-        redis.flushall()  # nothing left queued by earlier suites for these workers to run
-    factory = PlatformFactory(redis_url=redis_server.url, log_dir=tmp_path_factory.mktemp("platform"))
-    try:
-        yield factory.start(workers=("llm", "ocr"))
-    finally:
-        factory.stop_all()
+    yield from folder_platform(redis_server, tmp_path_factory.mktemp("platform"))
 
 
 @pytest.fixture

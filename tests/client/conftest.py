@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from offload_client import AsyncOffloadClient, OffloadClient
-from tests.support.platform import Platform, PlatformFactory
+from tests.support.platform import Platform, folder_platform
 from tests.support.processes import RedisServer
 
 SHORT = {"prompt": "Say hello.", "max_tokens": 4, "temperature": 0}
@@ -18,15 +18,7 @@ SHORT = {"prompt": "Say hello.", "max_tokens": 4, "temperature": 0}
 def platform(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Started once for this folder (a package: see __init__.py), and stopped when its last test
     is done; the tests only ever look at their own jobs."""
-    if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()
-    with redis_server.client() as redis:
-        redis.flushall()  # nothing left queued by earlier suites for these workers to run
-    factory = PlatformFactory(redis_url=redis_server.url, log_dir=tmp_path_factory.mktemp("platform"))
-    try:
-        yield factory.start(workers=("llm", "ocr"))
-    finally:
-        factory.stop_all()
+    yield from folder_platform(redis_server, tmp_path_factory.mktemp("platform"))
 
 
 @pytest.fixture

@@ -156,3 +156,19 @@ class PlatformFactory:
         for svc in reversed(self.services):
             svc.stop(timeout=15)
         self.services.clear()
+
+
+def folder_platform(redis_server, log_dir: Path, workers: tuple[str, ...] = ("llm", "ocr")):
+    """A platform for one test folder on the test database, emptied first: yields it, then stops it.
+
+    Only that database is emptied: the session's other platforms keep theirs.
+    """
+    from .processes import TEST_DB
+
+    redis_server.flush(TEST_DB)
+    factory = PlatformFactory(redis_url=redis_server.db_url(TEST_DB), log_dir=log_dir)
+    try:
+        yield factory.start(workers=workers)
+    finally:
+        factory.stop_all()
+
