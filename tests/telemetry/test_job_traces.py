@@ -253,7 +253,7 @@ def test_every_service_logs_json_lines_naming_the_trace_span_and_job(scenario: S
         assert {line.get("trace_id") for line in about_job} == {record["trace_id"]}
         assert all(len(line.get("span_id", "")) == 16 for line in about_job)
         accepted = [line for line in logs[GATEWAY]
-                    if line.get("job_id") == record["id"] and line["logger"] == "uvicorn.access"]
+                    if line.get("job_id") == record["id"] and line["logger"] == "offload.access"]
         assert [line["trace_id"] for line in accepted] == [record["trace_id"]]
 
 

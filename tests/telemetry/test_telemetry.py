@@ -14,7 +14,7 @@ from tests.telemetry.otlp_receiver import OtlpReceiver
 
 # One request span with a client call under it, and a client call outside any request.
 PROBE = """
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from offload_core.telemetry import setup_tracing, shutdown_tracing
 
@@ -26,6 +26,9 @@ with tracer.start_as_current_span("request", kind=SpanKind.SERVER) as span:
     with tracer.start_as_current_span("call", kind=SpanKind.CLIENT):
         pass
     print(format(span.get_span_context().trace_id, "032x"))
+    carrier = {}
+    propagate.inject(carrier)
+print(getattr(span, "end_time", None) is not None, carrier.get("traceparent", ""))
 shutdown_tracing()
 """
 
@@ -41,7 +44,7 @@ def exported() -> Iterator[tuple[OtlpReceiver, str]]:
     """One probe run exporting to a receiver: (receiver, the request span's trace id)."""
     receiver = OtlpReceiver().start()
     out = run_probe({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
-    yield receiver, out.stdout.strip()
+    yield receiver, out.stdout.splitlines()[0]
     receiver.stop()
 
 
@@ -69,9 +72,25 @@ def test_otel_service_name_and_sampler_come_from_the_environment(otlp_receiver: 
 
 def test_without_an_endpoint_spans_have_real_ids_and_nothing_is_sent_or_reported(otlp_receiver: OtlpReceiver):
     out = run_probe({})
-    assert len(out.stdout.strip()) == 32 and int(out.stdout, 16) != 0
+    trace_id, recorded = out.stdout.splitlines()
+    assert len(trace_id) == 32 and int(trace_id, 16) != 0
     assert out.stderr == ""
     assert otlp_receiver.requests == 0
+    # Nothing is recorded (no exporter would ever send it), but the context still travels:
+    # the request's own trace id, marked not sampled.
+    was_recorded, traceparent = recorded.split(" ")
+    assert was_recorded == "False"
+    version, propagated_trace, span_id, flags = traceparent.split("-")
+    assert (version, propagated_trace) == ("00", trace_id) and int(span_id, 16) != 0
+    assert int(flags, 16) & 0x01 == 0, "not sampled"
+
+
+def test_with_an_endpoint_spans_are_recorded_and_sampled(otlp_receiver: OtlpReceiver):
+    out = run_probe({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint})
+    trace_id, recorded = out.stdout.splitlines()
+    assert recorded.split(" ")[0] == "True"
+    _, propagated_trace, _, flags = recorded.split(" ")[1].split("-")
+    assert propagated_trace == trace_id and int(flags, 16) & 0x01 == 1, "sampled"
 
 
 @pytest.mark.parametrize("env", [
@@ -80,7 +99,7 @@ def test_without_an_endpoint_spans_have_real_ids_and_nothing_is_sent_or_reported
 ])
 def test_export_can_be_turned_off_and_an_unsupported_protocol_is_refused_loudly(otlp_receiver: OtlpReceiver, env):
     out = run_probe({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, **env})
-    assert len(out.stdout.strip()) == 32
+    assert len(out.stdout.splitlines()[0]) == 32
     assert otlp_receiver.requests == 0
     if "OTEL_EXPORTER_OTLP_PROTOCOL" in env:
         assert "http/protobuf" in out.stderr
@@ -88,5 +107,5 @@ def test_export_can_be_turned_off_and_an_unsupported_protocol_is_refused_loudly(
 
 def test_sdk_disabled_means_no_trace_ids_at_all(otlp_receiver: OtlpReceiver):
     out = run_probe({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_SDK_DISABLED": "true"})
-    assert out.stdout.strip() == "0" * 32
+    assert out.stdout.splitlines()[0] == "0" * 32
     assert otlp_receiver.requests == 0

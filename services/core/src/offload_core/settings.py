@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # A link to a job's trace on the dashboard, e.g. "http://localhost:16686/trace/{trace_id}"
     # (Jaeger); empty shows the trace id without a link.
     tracing_ui_url_template: str = ""
+    # One access log line per API request (offload.access); probes and scrapes only when they fail.
+    access_log: bool = True
 
     # Job records, results and events live this long after the job was created or finished.
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)

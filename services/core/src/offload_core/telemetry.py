@@ -9,9 +9,9 @@ Configuration is only the standard `OTEL_*` variables:
     OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*           read by the SDK itself
     OTEL_SDK_DISABLED=true                          no tracing at all (jobs then carry no trace id)
 
-With no endpoint nothing is exported and nothing complains, but there is still a real tracer
-provider: jobs get real trace ids and logs real trace/span ids, so an operator can turn export
-on later without any other change.
+With no endpoint nothing is exported or recorded and nothing complains, but there is still a
+real tracer provider: jobs get real trace ids and logs real trace/span ids, so an operator can
+turn export on later without any other change (`RecordNothing`).
 
 Where it is called: API processes in `web.serve` (once, before uvicorn starts); prefork job
 processes in `worker_process_init` (a provider made before the fork would keep an exporter
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -37,8 +36,6 @@ log = logging.getLogger("offload.telemetry")
 
 # Requests that are not news: probes and scrapes would otherwise be most of the traces.
 DEFAULT_EXCLUDED_URLS = "/healthz,/readyz,/metrics"
-# Header values never recorded, whatever OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* asks for.
-SECRET_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]
 
 _state: dict[str, object] = {}  # pid -> provider made in this process (see `setup_tracing`)
 
@@ -63,6 +60,24 @@ class NoOrphanClientSpans(Sampler):
 
     def get_description(self) -> str:
         return f"NoOrphanClientSpans{{{self.inner.get_description()}}}"
+
+
+class RecordNothing(Sampler):
+    """For a process with no exporter: every span keeps real ids but records nothing.
+
+    Spans that no exporter will ever send are pure cost: on the gateway's submit path,
+    recording the server, publish and Redis spans took about a quarter of the CPU per request
+    (BENCHMARKS.md, "Tuning"). Dropped spans still have real trace and span ids, so jobs keep
+    their `trace_id`, log lines keep theirs and `traceparent` still travels with every job
+    (flagged not sampled, so the next process records nothing either).
+    """
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
+                      trace_state=None) -> SamplingResult:
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "RecordNothing"
 
 
 def _env(*names: str) -> str:
@@ -92,7 +107,7 @@ def _exporters() -> list[SpanExporter]:
 
 
 def setup_tracing(default_service_name: str, *, celery: bool = False) -> TracerProvider | None:
-    """Make this process's tracer provider and instrument Redis, httpx (and Celery).
+    """Make this process's tracer provider and instrument httpx (and Celery; and Redis when exporting).
 
     Idempotent within a process; a forked child that calls it gets its own provider. Returns
     None when OTEL_SDK_DISABLED is true.
@@ -107,17 +122,20 @@ def setup_tracing(default_service_name: str, *, celery: bool = False) -> TracerP
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
     provider = TracerProvider(resource=resource)
+    exporters = _exporters()
     # The SDK read OTEL_TRACES_SAMPLER into provider.sampler; tracers copy it when made, and
     # none has been made from this provider yet.
-    provider.sampler = NoOrphanClientSpans(provider.sampler)
-    for exporter in _exporters():
+    provider.sampler = NoOrphanClientSpans(provider.sampler) if exporters else RecordNothing()
+    for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     if trace.get_tracer_provider() is not provider:
         # Only the first provider of a process is taken; a forked child inherits the
         # parent's "already set" flag, which is why workers never set one before the fork.
         log.warning("a tracer provider was already set in process %s; using that one", pid)
-    _instrument(celery=celery)
+    # Redis spans are only worth their cost (a span per command) when something records them;
+    # httpx and Celery carry the trace context onwards either way.
+    _instrument(celery=celery, redis=bool(exporters))
     _state[pid] = provider
     return provider
 
@@ -137,11 +155,11 @@ def preload(*, celery: bool = False) -> None:
         import opentelemetry.instrumentation.celery  # noqa: F401
 
 
-def _instrument(*, celery: bool) -> None:
+def _instrument(*, celery: bool, redis: bool) -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    for instrumentor in (RedisInstrumentor(), HTTPXClientInstrumentor()):
+    for instrumentor in (RedisInstrumentor(), HTTPXClientInstrumentor()) if redis else (HTTPXClientInstrumentor(),):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
     if celery:
@@ -158,20 +176,7 @@ def shutdown_tracing() -> None:
         provider.shutdown()
 
 
-def instrument_fastapi(app, *, excluded_urls: str | None = None) -> None:
-    """Server spans for an API app, without probe/scrape noise and without secret headers."""
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    env_excluded = _env("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
-    FastAPIInstrumentor.instrument_app(
-        app,
-        excluded_urls=excluded_urls or env_excluded or DEFAULT_EXCLUDED_URLS,
-        exclude_spans=["receive", "send"],  # one span per ASGI message is noise, not insight
-        http_capture_headers_sanitize_fields=_sanitized_headers(),
-    )
-
-
-def _sanitized_headers() -> Sequence[str]:
-    extra = [h.strip() for h in _env("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS").split(",")
-             if h.strip()]
-    return [*SECRET_HEADERS, *extra]
+def excluded_paths() -> frozenset[str]:
+    """Request paths that get no server span: OTEL_PYTHON_(FASTAPI_)EXCLUDED_URLS, else probes and scrapes."""
+    listed = _env("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS") or DEFAULT_EXCLUDED_URLS
+    return frozenset(p.strip() for p in listed.split(",") if p.strip())

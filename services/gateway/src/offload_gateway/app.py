@@ -7,14 +7,32 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from offload_core.settings import Settings
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
-from offload_core.web.observability import install_observability
+from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
 from offload_core.web.problems import install_problem_handlers
 
 from .routes import router as jobs_router
+
+
+class BrowserOnlyCORS(CORSMiddleware):
+    """CORS for the requests browsers make; API clients (no `Origin`) go straight through.
+
+    Starlette's middleware rewrites every response to add `Vary: Origin`, a few percent of the
+    submit path's CPU. A POST or DELETE answer is never cached, so it need not vary; GET and
+    HEAD answers (docs, probes) still get the header, so a cache never serves one origin's
+    answer to another.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] not in ("GET", "HEAD")
+                and not any(name == b"origin" for name, _ in scope["headers"])):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Submit OCR and LLM jobs. Every job is stored and queued before the 202 answer; "
                     "follow it on the status service (Location header).",
         lifespan=lifespan_for(settings),
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     install_problem_handlers(app)
     install_observability(app, settings)
@@ -33,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The dashboard, served by the status service (another origin), cancels and requeues jobs
     # here with the user's key in an Authorization header (no cookies), so only that origin is let in.
     dashboard = urlsplit(settings.status_public_url)
-    app.add_middleware(CORSMiddleware, allow_origins=[f"{dashboard.scheme}://{dashboard.netloc}"],
+    app.add_middleware(BrowserOnlyCORS, allow_origins=[f"{dashboard.scheme}://{dashboard.netloc}"],
                        allow_methods=["POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
                        max_age=600)
     return app

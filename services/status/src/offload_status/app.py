@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from offload_core.settings import Settings
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
-from offload_core.web.observability import install_observability
+from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
 from offload_core.web.problems import install_problem_handlers
 
 from .cluster_view import cluster_view_for
@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Follow jobs: state, progress, results, live events (SSE) and queue depth.",
         lifespan=lifespan_for(settings),
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     install_problem_handlers(app)
     install_observability(app, settings, queue_metrics_from_store=True)

@@ -1,4 +1,5 @@
-"""Observability of an API service: server spans, HTTP metrics, /metrics, secret-free logs.
+"""Observability of an API service: one middleware for the server span, the HTTP metrics and the
+access log line of every request; plus GET /metrics.
 
 `install_observability(app, settings)` is the one call an app factory makes. The tracer
 provider itself is made once per process by `web.serve` (offload_core.telemetry).
@@ -8,22 +9,31 @@ provider itself is made once per process by `web.serve` (offload_core.telemetry)
 
 `route` is the route's template (`/v1/jobs/{job_id}`), or `unmatched`, so a scanner walking
 random paths cannot create new series.
+
+Why our own middleware rather than OpenTelemetry's ASGI/FastAPI instrumentation plus a metrics
+middleware plus uvicorn's access log: the three did the same bookkeeping three times (find the
+route, time the request, note the status), and on the submit path they cost about a fifth of
+the gateway's CPU per request (BENCHMARKS.md, "Tuning"). This one does it once, and records
+only what we document: no request headers, ever.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import logs, queue_metrics
 from ..metrics import render_latest
 from ..settings import Settings
-from ..telemetry import instrument_fastapi
+from ..telemetry import excluded_paths
 
 HTTP_REQUESTS = Counter("offload_http_requests_total", "HTTP requests answered",
                         ["method", "route", "status"])
@@ -31,16 +41,41 @@ HTTP_DURATION = Histogram("offload_http_request_duration_seconds", "Time to answ
                           ["method", "route"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
+# FastAPI's own OpenTelemetry support (0.165+) would add a second server span, spans around
+# dependency solving and serialisation, and OTel metrics beside ours: `FastAPI(telemetry=...)`.
+FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
-class HttpMetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+access_log = logging.getLogger("offload.access")
+tracer = trace.get_tracer("offload.http")
+
+# Only the headers that carry trace context are ever read for tracing.
+_CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
+def _trace_context_of(scope: Scope) -> context.Context | None:
+    """The caller's trace context (W3C headers), or None when it sent none (the common case)."""
+    carrier = {name.decode("latin-1"): value.decode("latin-1")
+               for name, value in scope["headers"] if name in _CONTEXT_HEADERS}
+    return propagate.extract(carrier) if carrier else None
+
+
+class RequestObservability:
+    """Server span + HTTP metrics + one access log line per request (pure ASGI, no body copies).
+
+    Probe and scrape paths (`excluded`) are counted but get no span, and are logged only when
+    they fail, so they neither bury the job traces nor fill the log.
+    """
+
+    def __init__(self, app: ASGIApp, *, excluded: frozenset[str], log_requests: bool) -> None:
+        self.app, self.excluded, self.log_requests = app, excluded, log_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = scope["method"]
+        quiet = scope["path"] in self.excluded
         status = 500  # what the client gets if the app fails before answering
 
         async def send_and_note(message: Message) -> None:
@@ -49,24 +84,52 @@ class HttpMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        span = token = None
+        if not quiet:
+            parent = _trace_context_of(scope)
+            # Named after the method until routing has found the route's template (below).
+            span = tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes={
+                "http.request.method": method, "url.path": scope["path"], "url.scheme": scope["scheme"],
+            })
+            token = context.attach(trace.set_span_in_context(span, parent))
         try:
             await self.app(scope, receive, send_and_note)
+        except BaseException as exc:
+            if span is not None:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope.get("method", "")
-            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            HTTP_DURATION.labels(method=method, route=route).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            template = getattr(scope.get("route"), "path", None)
+            route = template or "unmatched"
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_DURATION.labels(method, route).observe(elapsed)
+            if self.log_requests and (not quiet or status >= 400):
+                # Logged inside the span, so the line carries the request's trace and span ids
+                # (and the job's id, which the submit path binds).
+                access_log.info("%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000, extra={
+                    "method": method, "path": scope["path"], "route": route, "status": status,
+                    "duration_ms": round(elapsed * 1000, 2), "client": (scope.get("client") or ("",))[0]})
+            if span is not None:
+                if template:
+                    span.update_name(f"{method} {template}")
+                    span.set_attribute("http.route", template)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
+                context.detach(token)
 
 
 def install_observability(app: FastAPI, settings: Settings, *, queue_metrics_from_store: bool = False) -> None:
-    """Trace and measure `app`, and serve GET /metrics (unauthenticated; no job data).
+    """Trace, measure and log `app`'s requests, and serve GET /metrics (unauthenticated; no job data).
 
     `queue_metrics_from_store`: refresh the queue gauges (offload_core.queue_metrics) at each
     scrape; the status service does, so that queue depth is exported exactly once.
     """
     logs.redact_settings(settings)
-    instrument_fastapi(app)
-    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(RequestObservability, excluded=excluded_paths(), log_requests=settings.access_log)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

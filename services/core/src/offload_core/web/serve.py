@@ -24,7 +24,7 @@ def serve(factory: str, *, default_port: int) -> None:
             proxy_headers=True,
             forwarded_allow_ips=os.environ.get("OFFLOAD_FORWARDED_ALLOW_IPS", "127.0.0.1"),
             timeout_graceful_shutdown=int(os.environ.get("OFFLOAD_GRACEFUL_SHUTDOWN_SECONDS", "20")),
-            access_log=os.environ.get("OFFLOAD_ACCESS_LOG", "1") == "1",
+            access_log=False,  # written by our request middleware (web.observability), with route and duration
         )
     finally:
         shutdown_tracing()  # the last requests' spans leave before the process does
