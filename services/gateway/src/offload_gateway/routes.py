@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -17,7 +17,7 @@ from offload_core.ocr_request import parse_languages
 from offload_core.store import NewJob
 from offload_core.tracing import job_trace_context
 from offload_core.types import JobState, JobType, Priority
-from offload_core.web.deps import CurrentPrincipal, SettingsDep, StoreDep
+from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
 from .submission import parse_callback, parse_idempotency_key, parse_priority, submit
@@ -69,8 +69,9 @@ OCR_FORM_SCHEMA = {
 
 @router.post("/ocr", status_code=202, responses=SUBMIT_RESPONSES, openapi_extra=OCR_FORM_SCHEMA,
              summary="Submit a document for OCR")
-async def submit_ocr(request: Request, response: Response, principal: CurrentPrincipal, store: StoreDep,
-                     settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def submit_ocr(request: Request, caller: AuthenticatedCaller,
+                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    settings = caller.settings
     key = parse_idempotency_key(idempotency_key)
     form = await read_ocr_form(request, settings.ocr_max_upload_bytes)
     try:
@@ -78,7 +79,7 @@ async def submit_ocr(request: Request, response: Response, principal: CurrentPri
     except ValueError as exc:
         raise ProblemError(422, "Invalid languages", str(exc)) from None
     priority = parse_priority(form.priority)
-    callback = parse_callback(form.callback_url, settings, principal.tenant)
+    callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
     try:
         # Cheap header-level checks (type, pages, pixels, encryption) off the event loop.
         info = await anyio.to_thread.run_sync(
@@ -89,9 +90,9 @@ async def submit_ocr(request: Request, response: Response, principal: CurrentPri
         raise ProblemError(status, "Document refused", exc.message) from None
     params = {"languages": languages, "filename": form.filename, "kind": str(info.kind.value), "pages": info.pages,
               "bytes": len(form.data)}
-    new = NewJob(type=JobType.OCR, tenant=principal.tenant, priority=priority, payload=form.data, params=params,
-                 idempotency_key=key, callback_url=callback, **job_trace_context())
-    return await submit(store, new, response)
+    new = NewJob(type=JobType.OCR, tenant=caller.principal.tenant, priority=priority, payload=form.data,
+                 params=params, idempotency_key=key, callback_url=callback, **job_trace_context())
+    return await submit(caller.store, new)
 
 
 class LlmJobRequest(LlmParams):
@@ -99,23 +100,26 @@ class LlmJobRequest(LlmParams):
     callback_url: str | None = Field(default=None, max_length=2048)
 
 
+GATEWAY_ONLY_FIELDS = frozenset(LlmJobRequest.model_fields) - frozenset(LlmParams.model_fields)
+
+
 @router.post("/llm", status_code=202, responses=SUBMIT_RESPONSES, summary="Submit an LLM chat completion")
-async def submit_llm(body: LlmJobRequest, response: Response, principal: CurrentPrincipal, store: StoreDep,
-                     settings: SettingsDep, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller,
+                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    settings = caller.settings
     key = parse_idempotency_key(idempotency_key)
     if body.max_tokens > settings.llm_max_tokens_limit:
         raise ProblemError(422, "max_tokens too large", f"max_tokens may be at most {settings.llm_max_tokens_limit}")
-    params = LlmParams.model_validate(body.model_dump(exclude={"priority", "callback_url"}))
-    if sum(len(m["content"]) for m in params.chat_messages()) > settings.llm_max_prompt_chars:
+    if sum(len(m["content"]) for m in body.chat_messages()) > settings.llm_max_prompt_chars:
         raise ProblemError(422, "Prompt too long", f"the prompt may be at most {settings.llm_max_prompt_chars} characters")
-    callback = parse_callback(body.callback_url, settings, principal.tenant)
-    payload = params.model_dump_json(exclude_none=True).encode()
-    summary = {"model": params.model or settings.llm_model, "max_tokens": params.max_tokens,
-               "temperature": params.temperature}
-    new = NewJob(type=JobType.LLM, tenant=principal.tenant, priority=body.priority, payload=payload,
-                 params=summary, idempotency_key=key, callback_url=callback,
-                 **job_trace_context())
-    return await submit(store, new, response)
+    callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
+    # The stored request is the validated LlmParams part of the body, as the worker reads it.
+    payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
+    summary = {"model": body.model or settings.llm_model, "max_tokens": body.max_tokens,
+               "temperature": body.temperature}
+    new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
+                 params=summary, idempotency_key=key, callback_url=callback, **job_trace_context())
+    return await submit(caller.store, new)
 
 
 _ID_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -128,7 +132,8 @@ _ID_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.delete("/{job_id}", responses={200: {"description": "Cancelled or cancelling"}, **_ID_RESPONSES},
                summary="Cancel a job")
-async def cancel_job(job_id: str, principal: CurrentPrincipal, store: StoreDep) -> JSONResponse:
+async def cancel_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
+    store, principal = caller.store, caller.principal
     status, state = await store.cancel(job_id, principal.tenant)
     if status == "missing":
         raise ProblemError(404, "Job not found", f"no job {job_id} for your tenant")
@@ -143,7 +148,8 @@ async def cancel_job(job_id: str, principal: CurrentPrincipal, store: StoreDep) 
 
 @router.post("/{job_id}/retry", responses={202: {"description": "Requeued"}, **_ID_RESPONSES},
              summary="Requeue a failed or dead job")
-async def retry_job(job_id: str, principal: CurrentPrincipal, store: StoreDep) -> JSONResponse:
+async def retry_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
+    store, principal = caller.store, caller.principal
     tenant = None if principal.admin else principal.tenant
     status, state = await store.requeue(job_id, tenant)
     if status == "missing":

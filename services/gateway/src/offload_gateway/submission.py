@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import Response
 from fastapi.responses import JSONResponse
 
 from offload_core.logs import bind_job
@@ -48,7 +47,7 @@ def parse_idempotency_key(value: str | None) -> str | None:
     return value
 
 
-async def submit(store: JobStore, new: NewJob, response: Response) -> JSONResponse:
+async def submit(store: JobStore, new: NewJob) -> JSONResponse:
     """Store and enqueue `new` atomically and answer 202 (new), 200 (replay), 409 or 429."""
     outcome = await store.submit(new)
     if outcome.job_id:

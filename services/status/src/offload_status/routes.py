@@ -10,7 +10,7 @@ from fastapi.responses import Response, StreamingResponse
 from offload_core.jobs import Job
 from offload_core.scaling import desired_replicas
 from offload_core.types import JobState, JobType
-from offload_core.web.deps import CurrentPrincipal, SettingsDep, StoreDep
+from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
 from .sse import EVENT_ID, job_event_stream
@@ -34,15 +34,16 @@ async def _own_job(store, job_id: str, tenant: str) -> Job:
 
 
 @router.get("/jobs/{job_id}", responses=_COMMON, summary="A job's state, progress, error and trace id")
-async def get_job(job_id: str, principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    job = await _own_job(store, job_id, principal.tenant)
-    return job.to_api(status_base_url=settings.status_public_url.rstrip("/"))
+async def get_job(job_id: str, caller: AuthenticatedCaller) -> dict[str, Any]:
+    job = await _own_job(caller.store, job_id, caller.principal.tenant)
+    return job.to_api(status_base_url=caller.settings.status_public_url.rstrip("/"))
 
 
 @router.get("/jobs/{job_id}/result", responses={**_COMMON, 409: {"description": "Not succeeded (yet)", **_PROBLEM}},
             summary="The result of a succeeded job")
-async def get_result(job_id: str, principal: CurrentPrincipal, store: StoreDep) -> Response:
-    job = await _own_job(store, job_id, principal.tenant)
+async def get_result(job_id: str, caller: AuthenticatedCaller) -> Response:
+    store = caller.store
+    job = await _own_job(store, job_id, caller.principal.tenant)
     if job.state is not JobState.SUCCEEDED:
         detail = f"the job is {job.state.value}; a result exists only once it has succeeded"
         if job.error:
@@ -57,10 +58,11 @@ async def get_result(job_id: str, principal: CurrentPrincipal, store: StoreDep) 
 @router.get("/jobs/{job_id}/events", responses={**_COMMON, 200: {"content": {"text/event-stream": {}}}},
             summary="Live events (SSE): replays history, follows live, resumes from Last-Event-ID")
 async def job_events(
-    job_id: str, request: Request, principal: CurrentPrincipal, store: StoreDep,
+    job_id: str, request: Request, caller: AuthenticatedCaller,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    await _own_job(store, job_id, principal.tenant)
+    store = caller.store
+    await _own_job(store, job_id, caller.principal.tenant)
     after = (last_event_id or "0-0").strip()
     if not EVENT_ID.match(after):
         raise ProblemError(400, "Invalid Last-Event-ID", "Last-Event-ID must be an event id this stream sent")
@@ -72,24 +74,25 @@ async def job_events(
 
 @router.get("/jobs", responses=_COMMON, summary="Your jobs, newest first, with cursor paging")
 async def list_jobs(
-    principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep,
+    caller: AuthenticatedCaller,
     state: JobState | None = None,
     type: Annotated[JobType | None, Query(description="ocr or llm")] = None,  # noqa: A002 - API name
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     try:
-        jobs, next_cursor = await store.list_jobs(principal.tenant, state=state, job_type=type, cursor=cursor,
-                                                  limit=limit)
+        jobs, next_cursor = await caller.store.list_jobs(caller.principal.tenant, state=state, job_type=type,
+                                                         cursor=cursor, limit=limit)
     except ValueError as exc:
         raise ProblemError(422, "Invalid cursor", str(exc)) from None
-    base = settings.status_public_url.rstrip("/")
+    base = caller.settings.status_public_url.rstrip("/")
     return {"jobs": [j.to_api(status_base_url=base) for j in jobs], "next_cursor": next_cursor}
 
 
 @router.get("/queues", responses=_COMMON, summary="Queue depth, oldest age, running and dead; wanted replicas")
-async def queues(principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep, request: Request) -> dict[str, Any]:
-    stats = await store.queue_stats()
+async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any]:
+    settings = caller.settings
+    stats = await caller.store.queue_stats()
     workers = {}
     for jt in JobType:
         backlog = sum(q["depth"] for name, q in stats["queues"].items() if name.startswith(f"{jt.value}."))
@@ -108,9 +111,10 @@ async def queues(principal: CurrentPrincipal, store: StoreDep, settings: Setting
 
 
 @router.get("/dead-letters", responses=_COMMON, summary="Dead jobs (all tenants for admin keys)")
-async def dead_letters(principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep,
+async def dead_letters(caller: AuthenticatedCaller,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    base = settings.status_public_url.rstrip("/")
+    store, principal = caller.store, caller.principal
+    base = caller.settings.status_public_url.rstrip("/")
     out = []
     for job_id in await store.dead_jobs(limit if principal.admin else 1000):
         job = await store.get(job_id, None if principal.admin else principal.tenant)
