@@ -115,7 +115,7 @@ class _Context:
         self.settings = settings
         self._store, self._wid, self._hb = store, wid, heartbeat
         self._pending: list[str] = []
-        self._last_flush = time.monotonic()
+        self._last_flush = float("-inf")  # the first token goes out at once: time to first token
 
     def checkpoint(self) -> None:
         if self._hb.cancel_requested.is_set():
@@ -136,7 +136,7 @@ class _Context:
     def tokens(self, text: str) -> None:
         if text:
             self._pending.append(text)
-        # Batch token events: one Redis round trip per ~50 ms, not one per token.
+        # Batch token events after the first: one Redis round trip per ~50 ms, not one per token.
         if time.monotonic() - self._last_flush >= self.TOKEN_FLUSH_SECONDS:
             self.flush()
         self.checkpoint()
