@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-LONG = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 150, "temperature": 0}
+# Long enough (seconds) that the busy job still runs while the 51 jobs below are submitted,
+# even on a loaded machine.
+LONG = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 400, "temperature": 0}
 SHORT = {"prompt": "Hi", "max_tokens": 1}
 
 
@@ -12,6 +14,7 @@ def test_high_job_submitted_last_starts_before_queued_low_jobs(platform):
     platform.wait(busy, states={"running", "succeeded"})
     lows = [platform.submit_llm({**SHORT, "priority": "low"}).json()["id"] for _ in range(50)]
     high = platform.submit_llm({**SHORT, "priority": "high"}).json()["id"]
+    assert platform.job(busy)["state"] == "running", "the busy job ended before the queue was built: make it longer"
 
     assert platform.wait(busy)["state"] == "succeeded"
     high_job = platform.wait(high)
