@@ -45,7 +45,7 @@ def test_submit_writes_record_payload_event_and_one_celery_message_atomically(se
     assert r.llen("llm.high") == 1 and r.llen("llm.normal") == 0
     message = json.loads(r.lindex("llm.high", 0))
     assert message["headers"]["id"] == out.job_id and message["headers"]["task"] == "offload.llm.run"
-    assert json.loads(base64.b64decode(message["body"]))[0] == [out.job_id]
+    assert json.loads(base64.b64decode(message["body"]))[0] == [out.job_id, "t1"]  # the tenant saves the worker a read
     assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": "llm.high"}
     assert 0 < r.ttl(keys.job(out.job_id)) <= settings.retention_seconds
 

@@ -71,7 +71,7 @@ def test_every_message_delivered_three_times_still_records_one_result(platform_f
 
 
 def _message_for(job_id: str) -> str:
-    return build_task_message(message_app(), job_id=job_id, job_type="llm", queue="llm.normal")
+    return build_task_message(message_app(), job_id=job_id, job_type="llm", queue="llm.normal", tenant="alice")
 
 
 class SlowLlm:

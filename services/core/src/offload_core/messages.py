@@ -27,17 +27,23 @@ def build_task_message(
     job_id: str,
     job_type: JobType | str,
     queue: str,
+    tenant: str,
     headers: dict[str, str] | None = None,
 ) -> str:
-    """The Redis list entry that runs `job_id` on `queue`. The Celery task id is the job id."""
+    """The Redis list entry that runs `job_id` on `queue`. The Celery task id is the job id.
+
+    The task's arguments are the job id and its tenant: the worker's claim needs the tenant's
+    key, and would otherwise spend a round trip per job reading it from the record.
+    """
     name = TASK_NAMES[JobType(job_type)]
+    args = (job_id, tenant)
     msg = app.amqp.as_task_v2(
         job_id,
         name,
-        args=(job_id,),
+        args=args,
         kwargs={},
         root_id=job_id,
-        argsrepr=repr((job_id,)),
+        argsrepr=repr(args),
         kwargsrepr="{}",
         origin="offload-gateway",
         ignore_result=True,

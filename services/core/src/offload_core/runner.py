@@ -172,20 +172,21 @@ class JobRunner:
 
         @self.app.task(name=TASK_NAMES[self.job_type], bind=True, base=JobTask, acks_late=True,
                        max_retries=None, soft_time_limit=soft, time_limit=hard)
-        def run_job(task: Task, job_id: str) -> None:
-            runner.run(task, job_id)
+        def run_job(task: Task, job_id: str, tenant: str | None = None) -> None:
+            # `tenant` is absent from messages queued before it was added.
+            runner.run(task, job_id, tenant)
 
         return run_job
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self, task: Task, job_id: str) -> None:
+    def run(self, task: Task, job_id: str, tenant: str | None = None) -> None:
         """Run one delivery. When Redis fails mid-way, the message is handed back (Reject with
         requeue) rather than acknowledged: Celery acknowledges a task that raised, and a job
         whose claim or outcome was never recorded would then wait forever for a message
         that no longer exists."""
         try:
-            self._run(task, job_id)
+            self._run(task, job_id, tenant)
         except Reject as exc:
             if exc.requeue:
                 raise
@@ -197,11 +198,11 @@ class JobRunner:
             log.error("job %s: store unavailable (%s); the message will be redelivered", job_id, exc)
             raise Reject(exc, requeue=True) from exc
 
-    def _run(self, task: Task, job_id: str) -> None:
+    def _run(self, task: Task, job_id: str, tenant: str | None) -> None:
         store, wid = self.store, worker_id()
-        claim = store.claim(job_id, wid)
+        claim = store.claim(job_id, wid, tenant=tenant)
         if claim.status == "leased" and claim.holder and holder_is_dead_local_process(claim.holder):
-            claim = store.claim(job_id, wid, replace_holder=claim.holder)
+            claim = store.claim(job_id, wid, tenant=tenant, replace_holder=claim.holder)
         if claim.status == "leased":
             # Another worker holds it. Look again once its lease would have lapsed: if that
             # worker died, this message is what brings the job back.
@@ -286,7 +287,7 @@ class JobRunner:
             return
         delay = backoff_seconds(self.settings, job.attempts)
         if store.finish(job, job.worker, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay):
-            self.app.send_task(TASK_NAMES[self.job_type], args=[job_id], task_id=job_id, countdown=delay,
+            self.app.send_task(TASK_NAMES[self.job_type], args=[job_id, job.tenant], task_id=job_id, countdown=delay,
                                queue=queue_name(self.job_type, job.priority))
 
     def _after_terminal(self, job_id: str) -> None:

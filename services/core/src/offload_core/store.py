@@ -105,7 +105,7 @@ class JobStore:
         # The message's trace context is the publish span's, so the worker's run hangs under it.
         with publish_span(TASK_NAMES[new.type], queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
-                                         headers=trace_headers)
+                                         tenant=new.tenant, headers=trace_headers)
             async with _unavailable_as_error():
                 status, ident = await self._submit(
                     keys=[keys.idempotency(new.tenant, idem), keys.tenant_rate(new.tenant, minute),
@@ -147,7 +147,7 @@ class JobStore:
         queue = queue_name(job.type, job.priority)
         with publish_span(TASK_NAMES[job.type], queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=job.type, queue=queue,
-                                         headers=trace_headers)
+                                         tenant=job.tenant, headers=trace_headers)
             async with _unavailable_as_error():
                 out = await self._requeue(
                     keys=[keys.job(job_id), keys.events(job_id), keys.payload(job_id),

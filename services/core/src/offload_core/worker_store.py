@@ -46,10 +46,14 @@ class WorkerJobStore:
         self._tokens = client.register_script(lua.TOKENS)
         self._finish = client.register_script(lua.FINISH)
 
-    def claim(self, job_id: str, worker_id: str, *, replace_holder: str = "") -> Claim:
+    def claim(self, job_id: str, worker_id: str, *, tenant: str | None = None, replace_holder: str = "") -> Claim:
+        """Take a run of `job_id`. `tenant` comes with the job's message; without it (a message
+        queued by an older gateway) it is read from the record, one round trip more."""
         s = self.settings
-        tenant = self.redis.hget(keys.job(job_id), "tenant")
-        active = keys.tenant_active(tenant.decode()) if tenant else keys.tenant_active("")
+        if tenant is None:
+            stored = self.redis.hget(keys.job(job_id), "tenant")
+            tenant = stored.decode() if stored else ""
+        active = keys.tenant_active(tenant)
         out = self._claim(
             keys=[keys.job(job_id), keys.lease(job_id), keys.events(job_id), keys.RUNNING, active,
                   keys.payload(job_id), keys.DEAD, keys.COUNTERS],
