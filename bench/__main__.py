@@ -45,6 +45,8 @@ class Profile:
     footprint_seconds: float
     autoscale_burst: int
     pod_start_s: float = 10.0
+    # LLM rounds are seconds each and the most sensitive to a busy neighbour: more of them.
+    llm_rounds_factor: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,7 +54,8 @@ PROFILES = {
     "full": Profile(rounds=3, redis_requests=200_000, monitor_jobs=200, submit_seconds=6,
                     submit_fractions=[0.2, 0.35, 0.5, 0.65, 0.8], worker_window=5, worker_n_cap=6000,
                     latency_per_round=60, priority_backlog=2000, priority_probes=5, ocr_png_pages=4,
-                    ocr_pdf_pages=2, llm_max_tokens=128, llm_threads=1, footprint_seconds=4, autoscale_burst=2000),
+                    ocr_pdf_pages=2, llm_max_tokens=128, llm_threads=1, footprint_seconds=4, autoscale_burst=2000,
+                    llm_rounds_factor=3),
     "quick": Profile(rounds=1, redis_requests=5_000, monitor_jobs=10, submit_seconds=1, submit_fractions=[0.5],
                      worker_window=1, worker_n_cap=300, latency_per_round=8, priority_backlog=100, priority_probes=2,
                      ocr_png_pages=1, ocr_pdf_pages=0, llm_max_tokens=8, llm_threads=1, footprint_seconds=1,
@@ -173,7 +176,8 @@ def _run_section(name: str, p: Profile, server: RedisServer, log_dir: Path, args
     if name == "ocr":
         return ocr.run(server, log_dir, rounds=p.rounds, png_pages=p.ocr_png_pages, pdf_pages=p.ocr_pdf_pages)
     if name == "llm":
-        return llm.run(server, log_dir, rounds=p.rounds, threads=p.llm_threads, max_tokens=p.llm_max_tokens)
+        return llm.run(server, log_dir, rounds=p.rounds * p.llm_rounds_factor, threads=p.llm_threads,
+                       max_tokens=p.llm_max_tokens)
     if name == "footprint":
         pages = ocr.make_documents(log_dir / "footprint-pages", 1, 0)[0]
         return footprint.run(server, log_dir, load_seconds=p.footprint_seconds, jobs=200, ocr_pages=pages)
