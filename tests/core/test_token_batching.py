@@ -10,7 +10,8 @@ import time
 import pytest
 
 from offload_core import keys
-from offload_core.runner import _Context, _Heartbeat
+from offload_core.leases import Lease
+from offload_core.runner import _Context
 from offload_core.settings import Settings
 from offload_core.store import JobStore, NewJob, connect
 from offload_core.types import JobType, Priority
@@ -36,8 +37,8 @@ def _running_job_context(settings: Settings) -> tuple[_Context, WorkerJobStore, 
     store = WorkerJobStore(connect_sync(settings), settings)
     claim = store.claim(job_id, WORKER)
     assert claim.status == "claimed"
-    heartbeat = _Heartbeat(store, job_id, WORKER, interval=60)  # never started: no cancel, no lost lease
-    return _Context(store, claim.job, WORKER, claim.payload, settings, heartbeat), store, job_id
+    lease = Lease(job_id, WORKER)  # not renewed by a keeper: never cancelled, never lost
+    return _Context(store, claim.job, WORKER, claim.payload, settings, lease), store, job_id
 
 
 def _token_events(store: WorkerJobStore, job_id: str) -> list[str]:

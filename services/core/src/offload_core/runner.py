@@ -1,7 +1,7 @@
 """The job runner: the one Celery task body both workers share.
 
-For each delivered message it claims the job (compare-and-set), holds a lease renewed by a
-heartbeat thread, hands a `JobContext` to the worker's handler, and records the outcome:
+For each delivered message it claims the job (compare-and-set), holds a lease renewed by the
+process's lease keeper (leases.py), hands a `JobContext` to the handler, and records the outcome:
 
     handler returns            -> succeeded (result written once)
     PermanentJobError          -> failed
@@ -19,7 +19,6 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
 import uuid
 from typing import Any
@@ -32,6 +31,7 @@ from redis.exceptions import RedisError
 from .errors import JobCancelled, JobError, PermanentJobError, RetryableJobError
 from .handler import JobHandler
 from .jobs import Job
+from .leases import Lease, LeaseKeeper
 from .process_local import PerProcess
 from .routing import TASK_NAMES, queue_name
 from .settings import Settings
@@ -79,48 +79,27 @@ def backoff_seconds(settings: Settings, attempt: int, asked: float | None = None
     return delay
 
 
-class _Heartbeat(threading.Thread):
-    def __init__(self, store: WorkerJobStore, job_id: str, wid: str, interval: float) -> None:
-        super().__init__(name=f"lease-{job_id[:8]}", daemon=True)
-        self.store, self.job_id, self.wid, self.interval = store, job_id, wid, interval
-        self.stop = threading.Event()
-        self.cancel_requested = threading.Event()
-        self.lost = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(self.interval):
-            try:
-                owned, cancel = self.store.heartbeat(self.job_id, self.wid)
-            except (RedisError, OSError):
-                continue  # Redis blinked; the next beat tries again before the lease runs out
-            if cancel:
-                self.cancel_requested.set()
-            if not owned:
-                self.lost.set()
-                return
-
-
 class _Context:
     """The JobContext a handler sees (offload_core.handler)."""
 
     TOKEN_FLUSH_SECONDS = 0.05
 
     def __init__(self, store: WorkerJobStore, job: Job, wid: str, payload: bytes, settings: Settings,
-                 heartbeat: _Heartbeat) -> None:
+                 lease: Lease) -> None:
         self.job_id = job.id
         self.tenant = job.tenant
         self.attempt = job.attempts
         self.payload = payload
         self.params: dict[str, Any] = job.params
         self.settings = settings
-        self._store, self._wid, self._hb = store, wid, heartbeat
+        self._store, self._wid, self._lease = store, wid, lease
         self._pending: list[str] = []
         self._last_flush = float("-inf")  # the first token goes out at once: time to first token
 
     def checkpoint(self) -> None:
-        if self._hb.cancel_requested.is_set():
+        if self._lease.cancel_requested.is_set():
             raise JobCancelled()
-        if self._hb.lost.is_set():
+        if self._lease.lost.is_set():
             raise RunLost()
 
     def _react(self, flag: int) -> None:
@@ -154,6 +133,7 @@ class JobRunner:
     def __init__(self, app: Celery, job_type: JobType, handler: JobHandler, settings: Settings) -> None:
         self.app, self.job_type, self.handler, self.settings = app, job_type, handler, settings
         self._store = PerProcess(lambda: WorkerJobStore(connect_sync(settings), settings))
+        self._leases = PerProcess(lambda: LeaseKeeper(self.store, max(0.5, settings.lease_seconds / 3)))
 
     @property
     def store(self) -> WorkerJobStore:
@@ -222,9 +202,8 @@ class JobRunner:
             self._finish(store, job, wid, JobState.FAILED, error=PermanentJobError(
                 "the job's input expired before it could run", error_type="PayloadExpired").as_record())
             return
-        hb = _Heartbeat(store, job.id, wid, max(0.5, self.settings.lease_seconds / 3))
-        hb.start()
-        ctx = _Context(store, job, wid, payload, self.settings, hb)
+        lease = self._leases.get().hold(job.id, wid)
+        ctx = _Context(store, job, wid, payload, self.settings, lease)
         try:
             result = self.handler(ctx)
             ctx.flush()
@@ -253,7 +232,7 @@ class JobRunner:
         else:
             self._finish(store, job, wid, JobState.SUCCEEDED, result=result)
         finally:
-            hb.stop.set()
+            self._leases.get().release(lease)
 
     def _finish(self, store: WorkerJobStore, job: Job, wid: str, state: JobState, *,
                 result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
