@@ -11,6 +11,10 @@ export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# The Kubernetes and benchmark targets. Included here, before the rules below, because a rule's
+# prerequisites are expanded when make reads it: `test` needs K8S_TEST_PREREQS already defined.
+include mk/kubernetes.mk mk/bench.mk
+
 .PHONY: help run test test-fast sync uv test-deps clean
 
 help:
@@ -48,5 +52,3 @@ test-fast: sync test-deps chart-tools
 
 clean:
 	rm -rf .run .pytest_cache
-
--include $(wildcard mk/*.mk)
