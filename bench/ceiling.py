@@ -106,6 +106,21 @@ def _cpu(r: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def _idle_rate(server: RedisServer, ignore: set[str], seconds: float = 2.0) -> tuple[float, float]:
+    """Round trips and commands per second Redis sees with nothing submitted (BRPOP timeouts,
+    health checks): subtracted from a count taken over a span of the same traffic."""
+    with Monitor(server, ignore) as idle:
+        time.sleep(seconds)
+    return idle.round_trips / seconds, sum(idle.client_cmds.values()) / seconds
+
+
+def _per_job_net_of_idle(mon: "Monitor", jobs: int, idle_rate: tuple[float, float], span: float) -> dict[str, Any]:
+    out = mon.per_job(jobs)
+    out["round_trips"] = max(0.0, out["round_trips"] - idle_rate[0] * span / jobs)
+    out["client_commands"] = max(0.0, out["client_commands"] - idle_rate[1] * span / jobs)
+    return out
+
+
 def offload_per_job(server: RedisServer, log_dir: Path, jobs: int) -> dict[str, Any]:
     """MONITOR over `jobs` submitted through the gateway, then run by the no-op worker."""
     env = OffloadEnv(server.url, log_dir)
@@ -120,10 +135,7 @@ def offload_per_job(server: RedisServer, log_dir: Path, jobs: int) -> dict[str, 
             wait_for(lambda: int(r.hget("offload:counters", "succeeded") or 0) == 1, 30, "warm-up job")
             time.sleep(1.5)  # idle traffic settles (health checks, first heartbeats)
             ignore = {_own_addr(r)}
-            # Idle traffic (BRPOP timeouts, health checks) over the same span is subtracted below.
-            with Monitor(server, ignore) as idle:
-                time.sleep(2.0)
-            idle_rate = idle.round_trips / 2.0, sum(idle.client_cmds.values()) / 2.0
+            idle_rate = _idle_rate(server, ignore)
             with Monitor(server, ignore) as sub:
                 started = time.monotonic()
                 for _ in range(jobs):
@@ -140,9 +152,7 @@ def offload_per_job(server: RedisServer, log_dir: Path, jobs: int) -> dict[str, 
     finally:
         worker.kill()
         gateway.stop()
-    out = sub.per_job(jobs)
-    out["round_trips"] = max(0.0, out["round_trips"] - idle_rate[0] * span / jobs)
-    out["client_commands"] = max(0.0, out["client_commands"] - idle_rate[1] * span / jobs)
+    out = _per_job_net_of_idle(sub, jobs, idle_rate, span)
     out["redis_cpu_us"] = (cpu1 - cpu0) / jobs * 1e6
     out["idle_round_trips_per_s"] = idle_rate[0]
     r.flushall()
@@ -173,9 +183,7 @@ def celery_per_job(server: RedisServer, log_dir: Path, jobs: int) -> dict[str, A
         celery_app.noop.delay({"warm": True}).get(timeout=30)
         time.sleep(1.5)
         ignore = {_own_addr(r)}
-        with Monitor(server, ignore) as idle:
-            time.sleep(2.0)
-        idle_rate = idle.round_trips / 2.0, sum(idle.client_cmds.values()) / 2.0
+        idle_rate = _idle_rate(server, ignore)
         with Monitor(server, ignore) as mon:
             started = time.monotonic()
             results = [celery_app.noop.delay({"n": i}) for i in range(jobs)]
@@ -191,10 +199,7 @@ def celery_per_job(server: RedisServer, log_dir: Path, jobs: int) -> dict[str, A
     finally:
         worker.kill()
         celery_app.app.close()
-    out = mon.per_job(jobs)
-    # The harness's own result polling is part of what the count saw; it is not the platform's.
-    out["round_trips"] = max(0.0, out["round_trips"] - idle_rate[0] * span / jobs)
-    out["client_commands"] = max(0.0, out["client_commands"] - idle_rate[1] * span / jobs)
+    out = _per_job_net_of_idle(mon, jobs, idle_rate, span)
     out["redis_cpu_us"] = (cpu1 - cpu0) / jobs * 1e6
     out["note"] = "round trips include the caller's result.get() (GET, SUBSCRIBE, UNSUBSCRIBE per job)"
     r.flushall()

@@ -24,6 +24,15 @@ from .procs import VENV_BIN, Proc, RedisServer
 from .stats import percentile, summary
 
 
+async def _start_latency(redis, job_id: str) -> float:
+    """Seconds from queued to started, read from the job's record once it has succeeded."""
+    while True:
+        state, queued, started = await redis.hmget(keys.job(job_id), "state", "queued_at", "started_at")
+        if state == b"succeeded":
+            return float(started) - float(queued)
+        await asyncio.sleep(0.002)
+
+
 async def _offload_samples(env: OffloadEnv, count: int) -> list[float]:
     settings = env.settings()
     redis = connect(settings)
@@ -32,12 +41,7 @@ async def _offload_samples(env: OffloadEnv, count: int) -> list[float]:
     try:
         for _ in range(count):
             outcome = await store.submit(llm_job())
-            while True:
-                state, queued, started = await redis.hmget(keys.job(outcome.job_id), "state", "queued_at", "started_at")
-                if state == b"succeeded":
-                    break
-                await asyncio.sleep(0.002)
-            out.append(float(started) - float(queued))
+            out.append(await _start_latency(redis, outcome.job_id))
             await asyncio.sleep(random.uniform(0.01, 0.03))  # the workers are idle again
     finally:
         await redis.aclose()
@@ -115,12 +119,7 @@ async def _priority(env: OffloadEnv, backlog: int, job_seconds: float, probes: i
             await asyncio.sleep(0.3)
             depths.append(int(await redis.llen("llm.low")))
             outcome = await store.submit(llm_job(Priority.HIGH))
-            while True:
-                state, queued, started = await redis.hmget(keys.job(outcome.job_id), "state", "queued_at", "started_at")
-                if state == b"succeeded":
-                    break
-                await asyncio.sleep(0.002)
-            latencies.append(float(started) - float(queued))
+            latencies.append(await _start_latency(redis, outcome.job_id))
         durations = []
         for jid in lows[:400]:
             state, started, finished = await redis.hmget(keys.job(jid), "state", "started_at", "finished_at")
