@@ -117,13 +117,15 @@ class SlowLlm:
 def test_visibility_timeout_shorter_than_the_job_does_not_run_it_twice(platform_factory, store, figures):
     # Worker A has a sound configuration; worker B a visibility timeout far shorter than A's job
     # (10 s of streaming): B restores A's unacknowledged message while A still runs it, and
-    # receives it itself.
+    # receives it itself. B starts once A runs the job: started earlier, B could win the first
+    # delivery itself and hit its own (short) time limit, which is another scenario.
     llm = SlowLlm(tokens=20, pause=0.5)
     try:
         backend = {"OFFLOAD_LLM_BACKEND": "openai", "OFFLOAD_LLM_BASE_URL": llm.base_url}
         platform = platform_factory.start(workers=("llm",), env=short_timeouts(60), worker_env={"llm": backend})
-        hasty = platform_factory.start_worker("llm", platform_factory.env(**short_timeouts(SHORT_VT), **backend))
         job_id = platform.submit_llm({"prompt": "Stream slowly.", "max_tokens": 20}).json()["id"]
+        wait_for(lambda: platform.job(job_id)["state"] == "running", 30, "worker A to start the job")
+        hasty = platform_factory.start_worker("llm", platform_factory.env(**short_timeouts(SHORT_VT), **backend))
         wait_all_terminal(store, [job_id], timeout=120)
         wait_for(lambda: _drained(store), 60, "every delivery to be consumed")
     finally:
