@@ -55,15 +55,18 @@ def test_registered_secrets_and_credential_shapes_never_reach_the_log(log):
     logger.info("key tenant-key-5ZQ3x9 in the message", extra={"header": "Bearer sk-live-0123456789abcdef"})
     logger.info("connecting to redis://default:hunter2-pass@redis:6379/0")
     logger.info("odd secret %s", 'quote"and\\slash-secret')
+    logger.info("retrying with AUTHORIZATION: BEARER sk-upper-0123456789abcdef to HTTPS://bot:hunter3-pass@hooks")
     try:
         raise RuntimeError("failed with tenant-key-5ZQ3x9")
     except RuntimeError:
         logger.exception("boom")
     text = out.getvalue()
-    for secret in ("tenant-key-5ZQ3x9", "sk-live-0123456789abcdef", "hunter2-pass", "slash-secret"):
+    for secret in ("tenant-key-5ZQ3x9", "sk-live-0123456789abcdef", "hunter2-pass", "slash-secret",
+                   "sk-upper-0123456789abcdef", "hunter3-pass"):
         assert secret not in text
-    first, second, third, fourth = lines(out)
+    first, second, third, upper, fourth = lines(out)
     assert first["header"] == "Bearer [redacted]"
     assert second["msg"] == "connecting to redis://default:[redacted]@redis:6379/0"
     assert third["msg"] == "odd secret [redacted]"
+    assert upper["msg"] == "retrying with AUTHORIZATION: BEARER [redacted] to HTTPS://bot:[redacted]@hooks"
     assert "[redacted]" in fourth["exc"]

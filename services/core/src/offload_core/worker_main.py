@@ -40,9 +40,23 @@ def build_worker(job_type: JobType, handler: JobHandler, settings: Settings) -> 
     return app
 
 
+# Celery's lines for every task: "received" (in the parent, which paces prefetch-1 delivery)
+# and "succeeded in". The runner already writes one line per delivery saying what became of
+# it, so these only doubled the log and cost about a tenth of a no-op job (BENCHMARKS.md).
+# Their warnings and errors still come through; OFFLOAD_LOG_LEVEL=DEBUG brings them all back.
+CELERY_PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
+def quiet_celery_per_task_lines() -> None:
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in CELERY_PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler],
                on_process_start: Callable[[Settings], None] | None = None) -> None:
     configure_logging()
+    quiet_celery_per_task_lines()
     # Before any job process exists: they inherit the mode and all count into one directory.
     multiprocess_metrics.enable()
     settings = Settings()
