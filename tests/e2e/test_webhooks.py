@@ -50,6 +50,9 @@ def test_finished_job_posts_a_signed_summary_and_retries_after_a_server_error(pl
     assert payload["event"] == "job.succeeded" and payload["job"]["id"] == job_id
     wait_for(lambda: (platform.job(job_id).get("webhook") or {}).get("state") == "delivered", 10, "webhook recorded")
     assert platform.job(job_id)["webhook"]["attempts"] == 2
+    log = platform.workers["llm"].log_text()
+    assert f"job {job_id} webhook attempt 1: the callback answered 503; retrying in" in log
+    assert f"job {job_id} webhook delivered (attempt 2, HTTP 204)" in log
 
 
 def test_tenant_without_a_webhook_secret_cannot_register_a_callback(platform_factory):

@@ -98,6 +98,7 @@ def register_webhook_task(app: Celery, settings: Settings) -> Task:
         if secret is None:
             record.update(state="failed", detail="no webhook secret is configured for this tenant")
             store.set_webhook_status(job_id, record)
+            log.warning("job %s webhook not sent: %s", job_id, record["detail"])
             return
         summary = job.to_api(status_base_url=settings.status_public_url.rstrip("/"))
         for private in ("webhook", "cancel_requested"):
@@ -115,9 +116,12 @@ def register_webhook_task(app: Celery, settings: Settings) -> Task:
         else:
             detail = None
         record["last_status"] = status
+        # One line per delivery attempt, as the runner writes one per job delivery (Celery's
+        # own per-task lines are off in workers).
         if status is not None and 200 <= status < 300:
             record.update(state="delivered")
             store.set_webhook_status(job_id, record)
+            log.info("job %s webhook delivered (attempt %d, HTTP %d)", job_id, attempt, status)
             return
         retryable = status is None or status == 429 or status >= 500
         if status is not None and 300 <= status < 400:
@@ -128,8 +132,11 @@ def register_webhook_task(app: Celery, settings: Settings) -> Task:
         if retryable and attempt < settings.webhook_max_attempts:
             asked = float(retry_after) if retry_after and str(retry_after).isdigit() else None
             store.set_webhook_status(job_id, record)
-            raise task.retry(countdown=backoff_seconds(settings, attempt, asked), max_retries=None)
+            delay = backoff_seconds(settings, attempt, asked)
+            log.info("job %s webhook attempt %d: %s; retrying in %.1f s", job_id, attempt, detail, delay)
+            raise task.retry(countdown=delay, max_retries=None)
         record["state"] = "failed"
         store.set_webhook_status(job_id, record)
+        log.warning("job %s webhook failed after %d attempts: %s", job_id, attempt, detail)
 
     return deliver_webhook
