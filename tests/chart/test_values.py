@@ -65,6 +65,37 @@ def test_inconsistent_values_are_refused_all_at_once_with_what_to_fix(helm: Helm
     assert not missing, f"missing {missing} in:\n{error}"
 
 
+def _install_notes(helm: Helm, values: dict[str, Any], *files) -> str:
+    """What `helm install` prints after installing these values (client-side dry run)."""
+    args = ["install", "demo", str(CHART), "--dry-run=client", "--namespace", "offload"]
+    for f in (*files, helm.values_file(values)):
+        args += ["-f", str(f)]
+    result = helm.run(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.partition("NOTES:")[2]
+
+
+@pytest.mark.parametrize(("values", "threads"), [
+    ({"llm": {"backend": "llamacpp"}}, 8),  # the defaults: 4 job processes x 2 threads under 1 CPU
+    ({"llm": {"backend": "llamacpp", "threads": 3}, "pool": "threads"}, 3),  # one model per pod
+    ({"llm": {"backend": "llamacpp", "threads": 1}, "concurrency": 1, "resources": {"limits": {"cpu": "500m"}}}, 1),
+])
+def test_llamacpp_threads_above_the_cpu_limit_get_a_warning(helm: Helm, values: dict[str, Any], threads: int) -> None:
+    notes = _install_notes(helm, {"components": {"workerLlm": values}})
+    assert f"WARNING: worker-llm runs llama.cpp in process with up to {threads} decoding thread(s) per pod" in notes, notes
+
+
+@pytest.mark.parametrize("values", [
+    {},  # the openai backend decodes elsewhere
+    {"llm": {"backend": "llamacpp", "threads": 1}, "concurrency": 2, "resources": {"limits": {"cpu": "2"}}},
+    {"llm": {"backend": "llamacpp", "threads": 4}, "pool": "threads", "resources": {"limits": {"cpu": "4000m"}}},
+    {"llm": {"backend": "llamacpp"}, "resources": {"limits": {"cpu": None}}},  # no CPU limit (null removes it): no throttling
+])
+def test_llamacpp_threads_within_the_cpu_limit_get_none(helm: Helm, values: dict[str, Any]) -> None:
+    notes = _install_notes(helm, {"components": {"workerLlm": values}})
+    assert "NOTES" not in notes and "4. Workers:" in notes and "llama.cpp in process" not in notes
+
+
 def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
     """Paths of values.yaml's values; an empty map or a list counts as one value."""
     if isinstance(node, dict) and node:
