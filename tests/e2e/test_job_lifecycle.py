@@ -83,6 +83,20 @@ def test_invalid_llm_requests_get_problem_details_naming_the_field(apis, body, f
     assert field in problem["detail"].lower()
 
 
+@pytest.mark.parametrize(("content", "content_type", "status", "words"), [
+    (b'{"prompt":', "application/json", 400, "not valid json: expecting value at character 10"),
+    (b"prompt=hi", "application/json", 400, "not valid json"),
+    (b'{"prompt": "hi"}', "text/plain", 415, "application/json (got text/plain)"),
+    (b'{"prompt": "hi"}', "", 415, "application/json"),
+    (b'["prompt", "hi"]', "application/json", 422, "valid dictionary"),
+])
+def test_a_body_that_is_not_a_json_object_says_why(apis, content, content_type, status, words):
+    headers = apis.headers() | ({"Content-Type": content_type} if content_type else {})
+    r = httpx.post(f"{apis.gateway.url}/v1/jobs/llm", content=content, headers=headers)
+    problem = assert_problem(r, status)
+    assert words in problem["detail"].lower(), problem
+
+
 def test_unknown_job_and_malformed_id_are_404_problems(apis):
     assert_problem(httpx.get(f"{apis.status.url}/v1/jobs/not-a-uuid", headers=apis.headers()), 404)
     assert_problem(httpx.get(f"{apis.status.url}/v1/jobs/0b7c1f4e-0000-4000-8000-000000000000",

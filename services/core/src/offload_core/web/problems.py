@@ -51,6 +51,24 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
     return text or "the request is not valid", errors
 
 
+def _unreadable_body(request: Request, exc: RequestValidationError) -> tuple[int, str, str] | None:
+    """A body that could not be read as JSON at all: 400 for broken JSON, 415 for another media
+    type. FastAPI reports both as a validation error of the whole body ("JSON decode error" at
+    a bare character offset, or "Input should be a valid dictionary"), which names no cause."""
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            reason = (err.get("ctx") or {}).get("error") or "JSON decode error"
+            return 400, "Malformed JSON body", f"the body is not valid JSON: {reason}{where}"
+        if loc == ("body",) and err.get("type") == "model_attributes_type":
+            media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if media_type != "application/json" and not media_type.endswith("+json"):
+                sent = media_type or "no Content-Type"
+                return 415, "Unsupported media type", f"send the body as application/json (got {sent})"
+    return None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -59,6 +77,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if (refused := _unreadable_body(request, exc)) is not None:
+            status, title, detail = refused
+            return problem_response(status, title, detail, instance=request.url.path,
+                                    errors=[{"field": "body", "message": detail}])
         detail, errors = _validation_detail(exc)
         return problem_response(422, "Invalid request", detail, instance=request.url.path, errors=errors)
 
