@@ -89,6 +89,8 @@ def test_invalid_llm_requests_get_problem_details_naming_the_field(apis, body, f
     (b'{"prompt": "hi"}', "text/plain", 415, "application/json (got text/plain)"),
     (b'{"prompt": "hi"}', "", 415, "application/json"),
     (b'["prompt", "hi"]', "application/json", 422, "valid dictionary"),
+    ('{"prompt": "café"}'.encode("latin-1"), "application/json", 400, "not valid utf-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deeply"),
 ])
 def test_a_body_that_is_not_a_json_object_says_why(apis, content, content_type, status, words):
     headers = apis.headers() | ({"Content-Type": content_type} if content_type else {})

@@ -69,6 +69,18 @@ def _unreadable_body(request: Request, exc: RequestValidationError) -> tuple[int
     return None
 
 
+# What FastAPI says when reading the body failed before validation (the cause is chained).
+FASTAPI_BODY_UNPARSED = "There was an error parsing the body"
+
+
+def _unparsed_body_reason(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not valid UTF-8; JSON bodies must be UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the body's JSON is nested too deeply"
+    return "the body could not be read as JSON"
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -88,6 +100,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 400 and detail == FASTAPI_BODY_UNPARSED:
+            return problem_response(400, "Malformed JSON body", _unparsed_body_reason(exc.__cause__),
+                                    instance=request.url.path)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path}; see /docs for the API"
         if exc.status_code == 405:
