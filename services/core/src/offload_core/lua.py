@@ -223,7 +223,7 @@ return {'terminal', state}
 
 # Requeue a failed or dead job. KEYS: 1 job, 2 events, 3 payload, 4 active, 5 dead, 6 queue,
 #   7 counters ; ARGV: 1 tenant ('' = any tenant: an admin), 2 now, 3 message, 4 maxlen,
-#   5 max active, 6 retention
+#   5 max active, 6 retention, 7 trace id of the requeue ('' = none)
 # Returns {'queued'} | {'terminal', state} | {'missing'} | {'expired'} | {'quota_exceeded'}
 REQUEUE = _PRELUDE + r"""
 local h = redis.call('HMGET', KEYS[1], 'state', 'tenant', 'id')
@@ -238,6 +238,14 @@ redis.call('INCR', KEYS[4])
 redis.call('LPUSH', KEYS[6], ARGV[3])
 redis.call('HINCRBY', KEYS[7], 'requeued', 1)
 for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3]}) do redis.call('EXPIRE', k, ARGV[6]) end
-state_event(KEYS[2], ARGV[4], 'queued', ARGV[2], '"requeued":true')
+-- The next run joins the requeue request's trace: the record names that trace, and the event
+-- names the one before, so neither run's trace is lost.
+local extra = '"requeued":true'
+if ARGV[7] ~= '' then
+  local previous = redis.call('HGET', KEYS[1], 'trace_id')
+  redis.call('HSET', KEYS[1], 'trace_id', ARGV[7])
+  if previous and previous ~= '' then extra = extra .. ',"previous_trace_id":"' .. previous .. '"' end
+end
+state_event(KEYS[2], ARGV[4], 'queued', ARGV[2], extra)
 return {'queued'}
 """

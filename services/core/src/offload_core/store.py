@@ -25,7 +25,7 @@ from .jobs import Job
 from .messages import build_task_message
 from .routing import ALL_QUEUES, TASK_NAMES, queue_name
 from .settings import Settings
-from .tracing import publish_span
+from .tracing import current_trace_id, publish_span
 from .types import JobState, JobType, Priority
 
 
@@ -153,7 +153,7 @@ class JobStore:
                     keys=[keys.job(job_id), keys.events(job_id), keys.payload(job_id),
                           keys.tenant_active(job.tenant), keys.DEAD, queue, keys.COUNTERS],
                     args=[tenant or "", repr(time.time()), message, s.events_maxlen,
-                          s.max_queued_per_tenant, s.retention_seconds],
+                          s.max_queued_per_tenant, s.retention_seconds, current_trace_id() or ""],
                 )
         return _s(out[0]), (_s(out[1]) if len(out) > 1 else None)
 
