@@ -102,6 +102,9 @@ class JobStore:
         minute = int(now // 60)
         flat: list[str] = [x for kv in job.to_hash().items() for x in kv]
         idem = new.idempotency_key or ""
+        # The body's digest only matters to a key's later replays; hashing every payload (up to
+        # an OCR upload's megabytes) when no key was sent would be pure cost.
+        digest = new.digest() if idem else ""
         # The message's trace context is the publish span's, so the worker's run hangs under it.
         with publish_span(TASK_NAMES[new.type], queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
@@ -111,7 +114,7 @@ class JobStore:
                     keys=[keys.idempotency(new.tenant, idem), keys.tenant_rate(new.tenant, minute),
                           keys.tenant_active(new.tenant), keys.job(job_id), keys.payload(job_id),
                           keys.events(job_id), keys.tenant_jobs(new.tenant), queue, keys.COUNTERS],
-                    args=[job_id, new.digest(), s.idempotency_ttl_seconds, s.rate_limit_per_minute,
+                    args=[job_id, digest, s.idempotency_ttl_seconds, s.rate_limit_per_minute,
                           s.max_queued_per_tenant, repr(now), new.payload, message, s.events_maxlen,
                           s.retention_seconds, "1" if idem else "0", 120, *flat],
                 )
