@@ -68,6 +68,20 @@ def test_every_job_endpoint_requires_a_valid_key(apis, auth):
         assert "key" in body["detail"].lower() or "authorization" in body["detail"].lower()
 
 
+def test_the_api_key_is_documented_as_a_bearer_scheme_on_every_job_endpoint(apis):
+    for service in (apis.gateway, apis.status):
+        schema = httpx.get(f"{service.url}/openapi.json").json()
+        assert schema["components"]["securitySchemes"]["apiKey"] == {
+            "type": "http", "scheme": "bearer", "bearerFormat": "API key",
+            "description": "`Authorization: Bearer <API key>`; each key belongs to one tenant"}
+        for path, methods in schema["paths"].items():
+            for method, operation in methods.items():
+                named = {p["name"].lower() for p in operation.get("parameters", [])}
+                assert "authorization" not in named, (path, method)  # the scheme says it, once
+                if path.startswith("/v1/"):
+                    assert operation.get("security") == [{"apiKey": []}], (path, method)
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"max_tokens": 5}, "prompt"),
     ({"prompt": "x", "messages": [{"role": "user", "content": "y"}]}, "exactly one"),
