@@ -45,6 +45,16 @@ def publish_span(task_name: str, queue: str, job_id: str) -> Iterator[dict[str, 
     instrumentation would have made there (same name and attributes), so a worker's run span
     hangs under it exactly as under a message sent with `send_task`.
     """
+    request_span = trace.get_current_span()
+    if request_span.get_span_context().is_valid and not request_span.is_recording():
+        # Nothing records this trace here (no exporter, or sampled out), so a publish span
+        # would be made only to be dropped (~3% of the submit path's CPU): the message
+        # carries the request's own context, flagged not sampled, and the worker records
+        # nothing either, exactly as it would under a dropped publish span.
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        yield carrier
+        return
     attributes = {
         "celery.action": "apply_async",
         "celery.task_name": task_name,
@@ -54,7 +64,7 @@ def publish_span(task_name: str, queue: str, job_id: str) -> Iterator[dict[str, 
     }
     with tracer.start_as_current_span(f"apply_async/{task_name}", kind=SpanKind.PRODUCER,
                                       attributes=attributes):
-        carrier: dict[str, str] = {}
+        carrier = {}
         propagate.inject(carrier)
         yield carrier
 
