@@ -16,10 +16,13 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from offload_core.web.deps import settle_collector
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = aioredis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    settle_collector()  # the same collector settings as the gateway: a server setting, not API work
     yield
     await app.state.redis.aclose()
 
