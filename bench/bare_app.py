@@ -1,6 +1,7 @@
 """The least any job API can do, for the submit-path comparison: a bare FastAPI endpoint that
 stores the request and queues its id in one Redis transaction (MULTI: HSET + LPUSH), then
 answers 202. No auth, no validation, no idempotency, no rate limit, no tracing, no metrics.
+It runs with the gateway's server settings, the garbage collector's included (settle_collector).
 
 `uvicorn bench.bare_app:app` with BENCH_REDIS_URL; served with the same uvicorn as the gateway.
 """
