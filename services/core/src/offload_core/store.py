@@ -105,7 +105,7 @@ class JobStore:
         # The body's digest only matters to a key's later replays; hashing every payload (up to
         # an OCR upload's megabytes) when no key was sent would be pure cost.
         digest = new.digest() if idem else ""
-        # The message's trace context is the publish span's, so the worker's run hangs under it.
+        # publish_span yields the trace context the message carries: the worker's run continues the trace.
         with publish_span(TASK_NAMES[new.type], queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
                                          tenant=new.tenant, headers=trace_headers)

@@ -76,12 +76,11 @@ class ApiKeyBearer(HTTPBearer):
 
     One dependency per route, not one per resource, and it reads the header itself rather than
     declaring it as a parameter: on every request FastAPI's solving costs about 20 µs per
-    dependency and 10 µs per header parameter, on a submit path of ~600 µs of CPU
-    (BENCHMARKS.md, "Tuning").
-    Being an `HTTPBearer` documents the scheme in the OpenAPI schema (the docs' Authorize
-    button); our `__call__` replaces its checks with ours, which answer with problem details.
-    It is `async` although it never waits: FastAPI runs a plain `def` dependency in a worker
-    thread, and those hand-offs cost the submit path about a third of its throughput.
+    dependency and 10 µs per header parameter, on a submit path of ~600 µs of CPU (BENCHMARKS.md,
+    "Tuning"). Being an `HTTPBearer` documents the scheme in the OpenAPI schema (the docs'
+    Authorize button); our `__call__` replaces its checks with ours, which answer with problem
+    details. It is `async` although it never waits: FastAPI runs a plain `def` dependency in a
+    worker thread, and those hand-offs cost the submit path about a third of its throughput.
     """
 
     def __init__(self) -> None:
