@@ -18,7 +18,7 @@ import base64
 import json
 import uuid
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 
 from celery import Celery
 
@@ -43,7 +43,7 @@ def _members(obj: dict[str, object], leave_out: tuple[str, ...]) -> str:
     return _json({k: v for k, v in obj.items() if k not in leave_out})[1:-1]
 
 
-@cache
+@lru_cache(maxsize=16)  # a process has one app per store, so one entry per task; bounded all the same
 def _template(app: Celery, task_name: str) -> _Template:
     msg = app.amqp.as_task_v2(
         "", task_name, args=(), kwargs={}, root_id="", argsrepr="()", kwargsrepr="{}",
