@@ -29,8 +29,7 @@ end
 # KEYS: 1 idem, 2 rate, 3 active, 4 job, 5 payload, 6 events, 7 tenant jobs, 8 queue, 9 counters
 # ARGV: 1 job id, 2 body digest, 3 idem ttl, 4 rate limit/min, 5 max active, 6 now,
 #       7 payload, 8 queue message, 9 events maxlen, 10 retention, 11 has idem key ("1"/"0"),
-#       12 rate key ttl, 13 the record's field/value pairs as one JSON array (one argument, not
-#       twenty: redis-py packs every argument in Python, BENCHMARKS.md "Fifth round")
+#       12 rate key ttl, 13.. hash field/value pairs
 # Returns {status, job id}: created | existing | conflict | rate_limited | quota_exceeded
 SUBMIT = _PRELUDE + r"""
 if ARGV[11] == '1' then
@@ -53,7 +52,9 @@ if active >= tonumber(ARGV[5]) then
   redis.call('DECR', KEYS[2])
   return {'quota_exceeded', ''}
 end
-redis.call('HSET', KEYS[4], unpack(cjson.decode(ARGV[13])))
+local fields = {}
+for i = 13, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[4], unpack(fields))
 redis.call('EXPIRE', KEYS[4], ARGV[10])
 redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[10])
 state_event(KEYS[6], ARGV[9], 'queued', ARGV[6], '')

@@ -100,7 +100,7 @@ class JobStore:
         )
         queue = queue_name(new.type, new.priority)
         minute = int(now // 60)
-        fields = json.dumps([x for kv in job.to_hash().items() for x in kv], separators=(",", ":"))
+        flat: list[str] = [x for kv in job.to_hash().items() for x in kv]
         idem = new.idempotency_key or ""
         # The body's digest only matters to a key's later replays; hashing every payload (up to
         # an OCR upload's megabytes) when no key was sent would be pure cost.
@@ -116,7 +116,7 @@ class JobStore:
                           keys.events(job_id), keys.tenant_jobs(new.tenant), queue, keys.COUNTERS],
                     args=[job_id, digest, s.idempotency_ttl_seconds, s.rate_limit_per_minute,
                           s.max_queued_per_tenant, repr(now), new.payload, message, s.events_maxlen,
-                          s.retention_seconds, "1" if idem else "0", 120, fields],
+                          s.retention_seconds, "1" if idem else "0", 120, *flat],
                 )
         status = _s(status)
         if status == "created":
