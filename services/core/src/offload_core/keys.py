@@ -10,6 +10,9 @@
     offload:tenant:{t}:rate:{m}   string  submissions in minute m (rate limit)
     offload:idem:{t}:{key}        string  "<job id> <body digest>" for Idempotency-Key
     offload:running               zset    running job ids by start time
+    offload:pending               zset    queued and retrying job ids by when their message is due
+                                          on a queue (the lost-message sweep, sweeper.py)
+    offload:sweeper               string  lock: one gateway replica sweeps per interval
     offload:dead                  zset    dead job ids by time of death (dead letters)
     offload:counters              hash    lifetime totals (submitted, succeeded, ...)
 """
@@ -20,6 +23,11 @@ PREFIX = "offload"
 RUNNING = f"{PREFIX}:running"
 DEAD = f"{PREFIX}:dead"
 COUNTERS = f"{PREFIX}:counters"
+PENDING = f"{PREFIX}:pending"
+SWEEPER_LOCK = f"{PREFIX}:sweeper"
+# kombu's Redis transport keeps a delivered, unacknowledged message in this hash (its default
+# `unacked_key`) until the worker acknowledges it.
+KOMBU_UNACKED = "unacked"
 
 
 def job(job_id: str) -> str:

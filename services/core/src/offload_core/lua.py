@@ -26,7 +26,8 @@ local function decr_floor(key)
 end
 """
 
-# KEYS: 1 idem, 2 rate, 3 active, 4 job, 5 payload, 6 events, 7 tenant jobs, 8 queue, 9 counters
+# KEYS: 1 idem, 2 rate, 3 active, 4 job, 5 payload, 6 events, 7 tenant jobs, 8 queue, 9 counters,
+#   10 pending
 # ARGV: 1 job id, 2 body digest, 3 idem ttl, 4 rate limit/min, 5 max active, 6 now,
 #       7 payload, 8 queue message, 9 events maxlen, 10 retention, 11 has idem key ("1"/"0"),
 #       12 rate key ttl, 13.. hash field/value pairs
@@ -63,6 +64,7 @@ redis.call('ZADD', KEYS[7], ARGV[6], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(ARGV[6]) - tonumber(ARGV[10]))
 redis.call('INCR', KEYS[3])
 redis.call('LPUSH', KEYS[8], ARGV[8])
+redis.call('ZADD', KEYS[10], ARGV[6], ARGV[1])
 if ARGV[11] == '1' then
   redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[3])
 end
@@ -70,7 +72,7 @@ redis.call('HINCRBY', KEYS[9], 'submitted', 1)
 return {'created', ARGV[1]}
 """
 
-# KEYS: 1 job, 2 lease, 3 events, 4 running, 5 active, 6 payload, 7 dead, 8 counters
+# KEYS: 1 job, 2 lease, 3 events, 4 running, 5 active, 6 payload, 7 dead, 8 counters, 9 pending
 # ARGV: 1 worker id, 2 lease ms, 3 now, 4 events maxlen, 5 holder allowed to be replaced ('' if none),
 #       6 retention
 # Returns {status, ...}: claimed + payload (nil when expired) + job hash | missing | terminal state
@@ -90,6 +92,8 @@ if state == 'running' then
     return {'leased', holder, tostring(redis.call('PTTL', KEYS[2]))}
   end
 end
+-- Its message has been delivered: the lost-message sweep need not look for it any more.
+redis.call('ZREM', KEYS[9], redis.call('HGET', KEYS[1], 'id'))
 local function finish(new_state, err)
   redis.call('HSET', KEYS[1], 'state', new_state, 'finished_at', ARGV[3], 'error', err)
   redis.call('HDEL', KEYS[1], 'worker')
@@ -159,7 +163,7 @@ return 0
 """
 
 # End of a run. KEYS: 1 job, 2 result, 3 payload, 4 events, 5 lease, 6 running, 7 dead,
-#   8 active, 9 counters
+#   8 active, 9 counters, 10 pending
 # ARGV: 1 worker id, 2 new state, 3 now, 4 result json ('' for none), 5 error json ('null'),
 #   6 maxlen, 7 retention, 8 retry_at (for retrying)
 # Returns {'ok'} or {'stale', current state}: someone else owns the run now, nothing written.
@@ -173,6 +177,8 @@ redis.call('HDEL', KEYS[1], 'worker')
 if new_state == 'retrying' then
   redis.call('HSET', KEYS[1], 'state', 'retrying', 'error', ARGV[5], 'retry_at', ARGV[8])
   redis.call('HINCRBY', KEYS[9], 'retried', 1)
+  -- The retry's message is due on its queue from retry_at on (the sweep looks for it after that).
+  redis.call('ZADD', KEYS[10], ARGV[8], id)
   state_event(KEYS[4], ARGV[6], 'retrying', ARGV[3], '"error":' .. ARGV[5] .. ',"retry_at":' .. ARGV[8])
   return {'ok'}
 end
@@ -196,7 +202,7 @@ state_event(KEYS[4], ARGV[6], new_state, ARGV[3], '"error":' .. ARGV[5])
 return {'ok'}
 """
 
-# Cancel from the API. KEYS: 1 job, 2 events, 3 payload, 4 active, 5 counters
+# Cancel from the API. KEYS: 1 job, 2 events, 3 payload, 4 active, 5 counters, 6 pending
 # ARGV: 1 tenant, 2 now, 3 maxlen, 4 retention
 # Returns {'cancelled'} | {'cancelling'} | {'terminal', state} | {'missing'}
 CANCEL = _PRELUDE + r"""
@@ -206,6 +212,7 @@ local state = h[1]
 if state == 'queued' or state == 'retrying' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'cancel_requested', '1')
   redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[6], redis.call('HGET', KEYS[1], 'id'))
   decr_floor(KEYS[4])
   redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
   redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -222,7 +229,7 @@ return {'terminal', state}
 """
 
 # Requeue a failed or dead job. KEYS: 1 job, 2 events, 3 payload, 4 active, 5 dead, 6 queue,
-#   7 counters ; ARGV: 1 tenant ('' = any tenant: an admin), 2 now, 3 message, 4 maxlen,
+#   7 counters, 8 pending ; ARGV: 1 tenant ('' = any tenant: an admin), 2 now, 3 message, 4 maxlen,
 #   5 max active, 6 retention, 7 trace id of the requeue ('' = none)
 # Returns {'queued'} | {'terminal', state} | {'missing'} | {'expired'} | {'quota_exceeded'}
 REQUEUE = _PRELUDE + r"""
@@ -236,6 +243,7 @@ redis.call('HDEL', KEYS[1], 'error', 'started_at', 'finished_at', 'retry_at', 'p
 redis.call('ZREM', KEYS[5], h[3])
 redis.call('INCR', KEYS[4])
 redis.call('LPUSH', KEYS[6], ARGV[3])
+redis.call('ZADD', KEYS[8], ARGV[2], h[3])
 redis.call('HINCRBY', KEYS[7], 'requeued', 1)
 for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3]}) do redis.call('EXPIRE', k, ARGV[6]) end
 -- The next run joins the requeue request's trace: the record names that trace, and the event
@@ -248,4 +256,48 @@ if ARGV[7] ~= '' then
 end
 state_event(KEYS[2], ARGV[4], 'queued', ARGV[2], extra)
 return {'queued'}
+"""
+
+# The lost-message sweep (offload_core.sweeper). Reads one chunk of a queue list or of kombu's
+# unacknowledged-message hash and returns the job ids its messages carry (the Celery task id is
+# the job id; it is the first "id" key of a message's JSON, whose body is base64). Chunks keep
+# each call short, so Redis never blocks on a long backlog.
+# KEYS: 1 the list or hash ; ARGV: 1 'list' | 'hash', 2 start index | HSCAN cursor, 3 count
+# Returns {next ('0' at the end), id, ...} ('' for an entry without an id)
+MESSAGE_IDS = r"""
+local out = {}
+local entries
+if ARGV[1] == 'list' then
+  local start, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+  entries = redis.call('LRANGE', KEYS[1], start, start + count - 1)
+  if #entries < count then out[1] = '0' else out[1] = tostring(start + #entries) end
+else
+  local reply = redis.call('HSCAN', KEYS[1], ARGV[2], 'COUNT', ARGV[3])
+  out[1] = reply[1]
+  entries = {}
+  for i = 2, #reply[2], 2 do entries[#entries + 1] = reply[2][i] end
+end
+for _, m in ipairs(entries) do out[#out + 1] = string.match(m, '"id": ?"([^"]+)"') or '' end
+return out
+"""
+
+# Put a new message on the queue of a job whose message was lost, unless the job moved on since
+# the sweep looked (claimed, cancelled, or retried: its pending time changed).
+# KEYS: 1 job, 2 pending, 3 queue, 4 events, 5 counters
+# ARGV: 1 job id, 2 pending time the sweep saw, 3 message, 4 now, 5 events maxlen
+# Returns 'rescued' | 'moved' (left alone) | 'gone' (not waiting for a message: dropped from pending)
+RESCUE = _PRELUDE + r"""
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'queued' and state ~= 'retrying' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 'gone'
+end
+local since = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not since or tonumber(since) ~= tonumber(ARGV[2]) then return 'moved' end
+-- The right end is the next one a worker takes: the job has waited long enough.
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('HINCRBY', KEYS[5], 'rescued', 1)
+event(KEYS[4], ARGV[5], 'progress', '{"message":"the queue message was lost; queued again"}')
+return 'rescued'
 """

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # long job is handed to a second worker while the first still runs it.
     visibility_timeout_seconds: int = Field(default=3600, ge=5)
     lease_seconds: int = Field(default=30, ge=2)
+    # How often the gateway looks for jobs whose queue message was lost (sweeper.py); a job is
+    # looked for once it has waited this long. 0 turns the sweep off.
+    lost_message_sweep_seconds: int = Field(default=60, ge=0)
     retry_backoff_base_seconds: float = Field(default=2.0, ge=0)
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
 

@@ -113,7 +113,8 @@ class JobStore:
                 status, ident = await self._submit(
                     keys=[keys.idempotency(new.tenant, idem), keys.tenant_rate(new.tenant, minute),
                           keys.tenant_active(new.tenant), keys.job(job_id), keys.payload(job_id),
-                          keys.events(job_id), keys.tenant_jobs(new.tenant), queue, keys.COUNTERS],
+                          keys.events(job_id), keys.tenant_jobs(new.tenant), queue, keys.COUNTERS,
+                          keys.PENDING],
                     args=[job_id, digest, s.idempotency_ttl_seconds, s.rate_limit_per_minute,
                           s.max_queued_per_tenant, repr(now), new.payload, message, s.events_maxlen,
                           s.retention_seconds, "1" if idem else "0", 120, *flat],
@@ -136,7 +137,7 @@ class JobStore:
         async with _unavailable_as_error():
             out = await self._cancel(
                 keys=[keys.job(job_id), keys.events(job_id), keys.payload(job_id),
-                      keys.tenant_active(tenant), keys.COUNTERS],
+                      keys.tenant_active(tenant), keys.COUNTERS, keys.PENDING],
                 args=[tenant, repr(time.time()), s.events_maxlen, s.retention_seconds],
             )
         return _s(out[0]), (_s(out[1]) if len(out) > 1 else None)
@@ -154,7 +155,7 @@ class JobStore:
             async with _unavailable_as_error():
                 out = await self._requeue(
                     keys=[keys.job(job_id), keys.events(job_id), keys.payload(job_id),
-                          keys.tenant_active(job.tenant), keys.DEAD, queue, keys.COUNTERS],
+                          keys.tenant_active(job.tenant), keys.DEAD, queue, keys.COUNTERS, keys.PENDING],
                     args=[tenant or "", repr(time.time()), message, s.events_maxlen,
                           s.max_queued_per_tenant, s.retention_seconds, current_trace_id() or ""],
                 )

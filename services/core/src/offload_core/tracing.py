@@ -10,12 +10,13 @@ it every span here is a no-op and jobs carry no trace id.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from . import logs
 
@@ -67,6 +68,23 @@ def publish_span(task_name: str, queue: str, job_id: str) -> Iterator[dict[str, 
         carrier = {}
         propagate.inject(carrier)
         yield carrier
+
+
+@contextmanager
+def in_job_trace(trace_id: str | None, span_name: str, job_id: str) -> Iterator[None]:
+    """A span in a job's own trace, for work done on the job outside any request (the
+    lost-message sweep): its record keeps only the trace id, so the span hangs under a remote
+    parent made from it, and whatever the span publishes joins that trace."""
+    parent = None
+    if trace_id:
+        try:
+            ctx = SpanContext(int(trace_id, 16), random.getrandbits(64) or 1, is_remote=True,
+                              trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            parent = trace.set_span_in_context(NonRecordingSpan(ctx))
+        except ValueError:
+            parent = None
+    with tracer.start_as_current_span(span_name, context=parent, attributes={JOB_ID_ATTRIBUTE: job_id}):
+        yield
 
 
 def install_job_context(task_names: Collection[str]) -> None:

@@ -56,7 +56,7 @@ class WorkerJobStore:
         active = keys.tenant_active(tenant)
         out = self._claim(
             keys=[keys.job(job_id), keys.lease(job_id), keys.events(job_id), keys.RUNNING, active,
-                  keys.payload(job_id), keys.DEAD, keys.COUNTERS],
+                  keys.payload(job_id), keys.DEAD, keys.COUNTERS, keys.PENDING],
             args=[worker_id, s.lease_seconds * 1000, repr(time.time()), s.events_maxlen, replace_holder,
                   s.retention_seconds],
         )
@@ -100,7 +100,8 @@ class WorkerJobStore:
         s = self.settings
         out = self._finish(
             keys=[keys.job(job.id), keys.result(job.id), keys.payload(job.id), keys.events(job.id),
-                  keys.lease(job.id), keys.RUNNING, keys.DEAD, keys.tenant_active(job.tenant), keys.COUNTERS],
+                  keys.lease(job.id), keys.RUNNING, keys.DEAD, keys.tenant_active(job.tenant), keys.COUNTERS,
+                  keys.PENDING],
             args=[worker_id, state.value, repr(time.time()),
                   json.dumps(result, separators=(",", ":"), ensure_ascii=False) if result is not None else "",
                   json.dumps(error, separators=(",", ":")) if error else "null",

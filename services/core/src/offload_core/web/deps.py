@@ -6,6 +6,8 @@ Routes declare what they need with the `Annotated` aliases below (`Authenticated
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ from fastapi.security import HTTPBearer
 
 from ..settings import Settings
 from ..store import JobStore, connect
+from ..sweeper import LostMessageSweeper
 from .auth import ApiKeys, Principal
 
 
@@ -47,16 +50,27 @@ def settle_collector() -> None:
     gc.set_threshold(COLLECTOR_GEN0_THRESHOLD, gen1, gen2)
 
 
-def lifespan_for(settings: Settings):
+def lifespan_for(settings: Settings, *, sweep_lost_messages: bool = False):
+    """`sweep_lost_messages`: run the lost-message sweep (the gateway, which owns the queues)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.require_api_keys()
         redis = connect(settings)
-        app.state.services = Services(settings, JobStore(redis, settings), ApiKeys.from_settings(settings))
+        store = JobStore(redis, settings)
+        app.state.services = Services(settings, store, ApiKeys.from_settings(settings))
+        sweep = None
+        if sweep_lost_messages and settings.lost_message_sweep_seconds > 0:
+            sweeper = LostMessageSweeper(store, interval_seconds=settings.lost_message_sweep_seconds)
+            sweep = asyncio.create_task(sweeper.run(), name="lost-message-sweep")
         settle_collector()
         try:
             yield
         finally:
+            if sweep is not None:
+                sweep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweep
             await redis.aclose()
 
     return lifespan

@@ -1,0 +1,133 @@
+"""The lost-message sweep: a job whose queue message vanished is queued again.
+
+kombu's Redis transport takes a message with BRPOP and records it as unacknowledged with a
+second command. A worker killed between the two, or a Redis that loses the second write
+(`appendfsync everysec` on a host crash), loses the message: kombu's visibility timeout
+restores only what it recorded, so nothing would ever run the job, and it would stay `queued`
+(or `retrying`) for good.
+
+Every `lost_message_sweep_seconds`, one gateway replica (it holds a Redis lock for the interval)
+takes the jobs that have waited at least that long for a worker (`offload:pending`, kept by the
+state scripts in lua.py) and looks for their messages on every queue list and in kombu's
+unacknowledged hash. A job whose message is in neither, twice in a row a moment apart (a message
+moving between the two is missed once, not twice), gets a new message at the head of its queue.
+A rescue by mistake is harmless: the claim is a compare-and-set, so the job still runs once.
+
+Cost: nothing while no job has waited a whole interval. Past that (a backlog older than the
+interval), each sweep reads every queued message once inside Redis, in chunks of
+`CHUNK` (about 1 ms of Redis time per chunk), and sends back only their job ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from . import keys, lua
+from .errors import StoreUnavailable
+from .messages import build_task_message
+from .routing import ALL_QUEUES, TASK_NAMES, queue_name
+from .store import JobStore
+from .tracing import in_job_trace, publish_span
+
+log = logging.getLogger("offload.sweeper")
+
+CHUNK = 1000  # messages per Redis call while looking
+MAX_OVERDUE = 10_000  # jobs looked at per sweep; the next sweep takes the rest
+CONFIRM_DELAY_SECONDS = 1.0  # between the two looks
+
+
+@dataclass
+class SweepReport:
+    overdue: int = 0  # jobs waiting for a worker for at least an interval
+    messages_read: int = 0
+    rescued: list[str] = field(default_factory=list)
+
+
+class LostMessageSweeper:
+    def __init__(self, store: JobStore, *, interval_seconds: float,
+                 confirm_delay_seconds: float = CONFIRM_DELAY_SECONDS) -> None:
+        self.store = store
+        self.redis = store.redis
+        self.interval = interval_seconds
+        self.confirm_delay = confirm_delay_seconds
+        self._message_ids = self.redis.register_script(lua.MESSAGE_IDS)
+        self._rescue = self.redis.register_script(lua.RESCUE)
+
+    async def run(self) -> None:
+        """Sweep every interval, on whichever replica takes the lock first, until cancelled."""
+        while True:
+            try:
+                if await self.redis.set(keys.SWEEPER_LOCK, str(time.time()), nx=True,
+                                        px=max(1, int(self.interval * 1000))):
+                    report = await self.sweep_once()
+                    if report.rescued:
+                        log.warning("queued %d jobs again whose queue message was lost: %s",
+                                    len(report.rescued), ", ".join(report.rescued[:20]))
+            except asyncio.CancelledError:
+                raise
+            except (StoreUnavailable, RedisError, OSError) as exc:
+                log.warning("lost-message sweep skipped: Redis unavailable (%s)", exc)
+            except Exception:  # noqa: BLE001 - a sweep must never take the gateway down
+                log.exception("lost-message sweep failed")
+            await asyncio.sleep(self.interval)
+
+    async def sweep_once(self, now: float | None = None) -> SweepReport:
+        report = SweepReport()
+        cutoff = (now if now is not None else time.time()) - self.interval
+        rows = await self.redis.zrangebyscore(keys.PENDING, "-inf", cutoff, start=0, num=MAX_OVERDUE,
+                                              withscores=True)
+        overdue = {_s(member): score for member, score in rows}
+        report.overdue = len(overdue)
+        if not overdue:
+            return report
+        missing = set(overdue) - await self._find(overdue.keys(), report)
+        if missing:
+            await asyncio.sleep(self.confirm_delay)
+            missing -= await self._find(missing, report)
+        for job_id in sorted(missing):
+            if await self._requeue(job_id, overdue[job_id]) == "rescued":
+                report.rescued.append(job_id)
+        return report
+
+    async def _find(self, wanted, report: SweepReport) -> set[str]:
+        """Which of `wanted` have a message on a queue list or in kombu's unacknowledged hash.
+
+        The lists come first: a message a worker takes meanwhile moves on to the hash, which is
+        read after them, so it is still seen."""
+        wanted = set(wanted)
+        found: set[str] = set()
+        sources = [(q, "list", "0") for q in ALL_QUEUES] + [(keys.KOMBU_UNACKED, "hash", "0")]
+        for key, kind, position in sources:
+            while True:
+                reply = await self._message_ids(keys=[key], args=[kind, position, CHUNK])
+                position, ids = _s(reply[0]), reply[1:]
+                report.messages_read += len(ids)
+                found.update(i for i in map(_s, ids) if i in wanted)
+                if position == "0":
+                    break
+        return found
+
+    async def _requeue(self, job_id: str, since: float) -> str:
+        job = await self.store.get(job_id, None)
+        if job is None:  # expired while it waited: nothing left to run
+            await self.redis.zrem(keys.PENDING, job_id)
+            return "gone"
+        queue = queue_name(job.type, job.priority)
+        with in_job_trace(job.trace_id, "offload.rescue_lost_message", job_id), \
+                publish_span(TASK_NAMES[job.type], queue, job_id) as trace_headers:
+            message = build_task_message(self.store.app, job_id=job_id, job_type=job.type, queue=queue,
+                                         tenant=job.tenant, headers=trace_headers)
+            out = await self._rescue(
+                keys=[keys.job(job_id), keys.PENDING, queue, keys.events(job_id), keys.COUNTERS],
+                args=[job_id, repr(since), message, repr(time.time()), self.store.settings.events_maxlen],
+            )
+        return _s(out)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
