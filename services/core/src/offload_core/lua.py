@@ -30,7 +30,8 @@ end
 #   10 pending
 # ARGV: 1 job id, 2 body digest, 3 idem ttl, 4 rate limit/min, 5 max active, 6 now,
 #       7 payload, 8 queue message, 9 events maxlen, 10 retention, 11 has idem key ("1"/"0"),
-#       12 rate key ttl, 13.. hash field/value pairs
+#       12 rate key ttl, 13 the record's field/value pairs as one JSON array (one argument, not
+#       twenty: redis-py packs every argument in Python, BENCHMARKS.md "Fifth round")
 # Returns {status, job id}: created | existing | conflict | rate_limited | quota_exceeded
 SUBMIT = _PRELUDE + r"""
 if ARGV[11] == '1' then
@@ -53,9 +54,7 @@ if active >= tonumber(ARGV[5]) then
   redis.call('DECR', KEYS[2])
   return {'quota_exceeded', ''}
 end
-local fields = {}
-for i = 13, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[4], unpack(fields))
+redis.call('HSET', KEYS[4], unpack(cjson.decode(ARGV[13])))
 redis.call('EXPIRE', KEYS[4], ARGV[10])
 redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[10])
 state_event(KEYS[6], ARGV[9], 'queued', ARGV[6], '')

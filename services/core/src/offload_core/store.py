@@ -100,7 +100,7 @@ class JobStore:
         )
         queue = queue_name(new.type, new.priority)
         minute = int(now // 60)
-        flat: list[str] = [x for kv in job.to_hash().items() for x in kv]
+        fields = json.dumps([x for kv in job.to_hash().items() for x in kv], separators=(",", ":"))
         idem = new.idempotency_key or ""
         # The body's digest only matters to a key's later replays; hashing every payload (up to
         # an OCR upload's megabytes) when no key was sent would be pure cost.
@@ -117,7 +117,7 @@ class JobStore:
                           keys.PENDING],
                     args=[job_id, digest, s.idempotency_ttl_seconds, s.rate_limit_per_minute,
                           s.max_queued_per_tenant, repr(now), new.payload, message, s.events_maxlen,
-                          s.retention_seconds, "1" if idem else "0", 120, *flat],
+                          s.retention_seconds, "1" if idem else "0", 120, fields],
                 )
         status = _s(status)
         if status == "created":
