@@ -6,6 +6,8 @@
     offload_job_retries_total{type,priority}               worker: a run ended in a scheduled retry
     offload_job_run_seconds{type,outcome}                  worker: claim -> outcome of one run
     offload_job_queue_wait_seconds{type,priority}          worker: enqueue -> start of the first run
+    offload_lost_messages_requeued_total{type}             gateway: the lost-message sweep gave a
+                                                           job a new queue message (sweeper.py)
 
 Workers observe these in their job processes; `offload_core.multiprocess_metrics` makes the
 worker's port report the sum over all of them (prefork), including processes already recycled.
@@ -33,10 +35,16 @@ JOB_RUN_SECONDS = Histogram(
 JOB_QUEUE_WAIT_SECONDS = Histogram(
     "offload_job_queue_wait_seconds", "Time from enqueue to the start of a job's first run", ["type", "priority"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
+LOST_MESSAGES_REQUEUED = Counter("offload_lost_messages_requeued_total",
+                                 "Jobs queued again because their queue message was lost", ["type"])
 
 
 def submitted(job_type: JobType, priority: Priority) -> None:
     JOBS_SUBMITTED.labels(type=job_type.value, priority=priority.value).inc()
+
+
+def lost_message_requeued(job_type: JobType) -> None:
+    LOST_MESSAGES_REQUEUED.labels(type=job_type.value).inc()
 
 
 def run_started(job: Job) -> None:

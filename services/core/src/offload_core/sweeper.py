@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
-from . import keys, lua
+from . import job_metrics, keys, lua
 from .errors import StoreUnavailable
 from .messages import build_task_message
 from .routing import ALL_QUEUES, TASK_NAMES, queue_name
@@ -127,6 +127,8 @@ class LostMessageSweeper:
                 keys=[keys.job(job_id), keys.PENDING, queue, keys.events(job_id), keys.COUNTERS],
                 args=[job_id, repr(since), message, repr(time.time()), self.store.settings.events_maxlen],
             )
+        if _s(out) == "rescued":
+            job_metrics.lost_message_requeued(job.type)
         return _s(out)
 
 
