@@ -159,3 +159,32 @@ def test_a_job_that_moved_on_is_dropped_from_the_sweep_not_rescued(settings, r):
     report = _sweep(settings)
     assert report.rescued == [] and r.llen("llm.normal") == 0
     assert r.zcard(keys.PENDING) == 0
+
+
+def test_a_running_job_whose_worker_is_gone_and_left_no_message_is_queued_again(settings, r):
+    ids = _submit_many(settings, 2)
+    _take_and_lose(r, "llm.normal")
+    _take_and_lose(r, "llm.normal")
+    worker = WorkerJobStore(connect_sync(settings), settings)
+    gone, alive = (worker.claim(j, f"host:{n}:a").job for n, j in enumerate(ids))
+    # Both messages were acknowledged (nothing in kombu's hash); only `alive`'s worker still
+    # renews its lease.
+    r.delete(keys.lease(gone.id))
+
+    report = _sweep(settings)
+
+    assert report.rescued == [gone.id]
+    assert _ids(r, "llm.normal") == [gone.id]
+    again = worker.claim(gone.id, "host:9:b")  # the lease lapsed: the run is taken over
+    assert again.status == "claimed" and again.job.attempts == 2
+    assert _sweep(settings).rescued == []  # leased again
+
+
+def test_a_running_job_whose_message_is_held_unacknowledged_is_left_to_the_visibility_timeout(settings, r):
+    (job_id,) = _submit_many(settings, 1)
+    _take_and_hold(r, "llm.normal")  # a worker died mid-run: kombu restores this after the timeout
+    worker = WorkerJobStore(connect_sync(settings), settings)
+    worker.claim(job_id, "host:1:a")
+    r.delete(keys.lease(job_id))
+    assert _sweep(settings).rescued == []
+    assert r.llen("llm.normal") == 0 and r.hlen(keys.KOMBU_UNACKED) == 1

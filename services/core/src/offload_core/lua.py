@@ -78,8 +78,8 @@ return {'created', ARGV[1]}
 #   | leased holder pttl
 #   | cancelled | dead (the run was lost more often than max_attempts allows)
 CLAIM = _PRELUDE + r"""
-local h = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'max_attempts', 'cancel_requested')
-local state = h[1]
+local h = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'max_attempts', 'cancel_requested', 'id')
+local state, id = h[1], h[5]
 if not state then return {'missing'} end
 if state == 'succeeded' or state == 'failed' or state == 'dead' or state == 'cancelled' then
   return {'terminal', state}
@@ -92,12 +92,12 @@ if state == 'running' then
   end
 end
 -- Its message has been delivered: the lost-message sweep need not look for it any more.
-redis.call('ZREM', KEYS[9], redis.call('HGET', KEYS[1], 'id'))
+redis.call('ZREM', KEYS[9], id)
 local function finish(new_state, err)
   redis.call('HSET', KEYS[1], 'state', new_state, 'finished_at', ARGV[3], 'error', err)
   redis.call('HDEL', KEYS[1], 'worker')
   redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[4], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('ZREM', KEYS[4], id)
   decr_floor(KEYS[5])
   redis.call('HINCRBY', KEYS[8], new_state, 1)
   for _, k in ipairs({KEYS[1], KEYS[3], KEYS[6]}) do redis.call('EXPIRE', k, ARGV[6]) end
@@ -111,14 +111,14 @@ end
 if state == 'running' and attempts >= max_attempts then
   -- The previous run's worker vanished (killed, OOM) on the last attempt: a poison job.
   finish('dead', '{"type":"WorkerLost","message":"the worker running this job was lost on every attempt","retryable":true}')
-  redis.call('ZADD', KEYS[7], ARGV[3], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('ZADD', KEYS[7], ARGV[3], id)
   return {'dead'}
 end
 attempts = attempts + 1
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3], 'attempts', attempts, 'worker', ARGV[1])
 redis.call('HDEL', KEYS[1], 'retry_at')
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[3], redis.call('HGET', KEYS[1], 'id'))
+redis.call('ZADD', KEYS[4], ARGV[3], id)
 state_event(KEYS[3], ARGV[4], 'running', ARGV[3], '"attempt":' .. attempts)
 -- The payload rides along: the worker needs it next, and this saves it a round trip.
 local out = {'claimed', redis.call('GET', KEYS[6])}
@@ -281,21 +281,26 @@ return out
 """
 
 # Put a new message on the queue of a job whose message was lost, unless the job moved on since
-# the sweep looked (claimed, cancelled, or retried: its pending time changed).
-# KEYS: 1 job, 2 pending, 3 queue, 4 events, 5 counters
-# ARGV: 1 job id, 2 pending time the sweep saw, 3 message, 4 now, 5 events maxlen
+# the sweep looked. A waiting job (queued, retrying) must still be waiting since the same time
+# (not claimed, cancelled or retried meanwhile); a running one must still have no lease (no
+# worker renews it) and the same start time.
+# KEYS: 1 job, 2 the index the sweep found it in (pending or running), 3 queue, 4 events,
+#   5 counters, 6 lease, 7 pending
+# ARGV: 1 job id, 2 its time in that index, 3 message, 4 now, 5 events maxlen, 6 'waiting' | 'running'
 # Returns 'rescued' | 'moved' (left alone) | 'gone' (not waiting for a message: dropped from pending)
 RESCUE = _PRELUDE + r"""
 local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' and state ~= 'retrying' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
+if ARGV[6] == 'running' then
+  if state ~= 'running' or redis.call('EXISTS', KEYS[6]) == 1 then return 'moved' end
+elseif state ~= 'queued' and state ~= 'retrying' then
+  redis.call('ZREM', KEYS[7], ARGV[1])
   return 'gone'
 end
 local since = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not since or tonumber(since) ~= tonumber(ARGV[2]) then return 'moved' end
 -- The right end is the next one a worker takes: the job has waited long enough.
 redis.call('RPUSH', KEYS[3], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if ARGV[6] ~= 'running' then redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1]) end
 redis.call('HINCRBY', KEYS[5], 'rescued', 1)
 event(KEYS[4], ARGV[5], 'progress', '{"message":"the queue message was lost; queued again"}')
 return 'rescued'

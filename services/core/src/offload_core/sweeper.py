@@ -6,12 +6,19 @@ second command. A worker killed between the two, or a Redis that loses the secon
 restores only what it recorded, so nothing would ever run the job, and it would stay `queued`
 (or `retrying`) for good.
 
+The same holds for a job left `running` by a worker that is gone (its lease lapsed) when no
+message is left to run it again: normally kombu's unacknowledged copy brings it back after the
+visibility timeout, but a message acknowledged before the run was recorded, by any path, would
+leave the job `running` for good.
+
 Every `lost_message_sweep_seconds`, one gateway replica (it holds a Redis lock for the interval)
 takes the jobs that have waited at least that long for a worker (`offload:pending`, kept by the
-state scripts in lua.py) and looks for their messages on every queue list and in kombu's
-unacknowledged hash. A job whose message is in neither, twice in a row a moment apart (a message
-moving between the two is missed once, not twice), gets a new message at the head of its queue.
-A rescue by mistake is harmless: the claim is a compare-and-set, so the job still runs once.
+state scripts in lua.py) and the jobs running for that long with no lease, and looks for their
+messages on every queue list and in kombu's unacknowledged hash. A job whose message is in
+neither, twice in a row a moment apart (a message moving between the two is missed once, not
+twice), gets a new message at the head of its queue. A rescue by mistake is harmless: the claim
+is a compare-and-set, so the job still runs once (a running job's claim takes the run over, as
+after any lost worker, and ends it `dead` once its attempts are spent).
 
 Cost: nothing while no job has waited a whole interval. Past that (a backlog older than the
 interval), each sweep reads every queued message once inside Redis, `CHUNK` at a time, and
@@ -44,7 +51,7 @@ CONFIRM_DELAY_SECONDS = 1.0  # between the two looks
 
 @dataclass
 class SweepReport:
-    overdue: int = 0  # jobs waiting for a worker for at least an interval
+    overdue: int = 0  # jobs waiting for a worker for at least an interval, or running without a lease
     messages_read: int = 0
     rescued: list[str] = field(default_factory=list)
 
@@ -79,10 +86,7 @@ class LostMessageSweeper:
 
     async def sweep_once(self, now: float | None = None) -> SweepReport:
         report = SweepReport()
-        cutoff = (now if now is not None else time.time()) - self.interval
-        rows = await self.redis.zrangebyscore(keys.PENDING, "-inf", cutoff, start=0, num=MAX_OVERDUE,
-                                              withscores=True)
-        overdue = {_s(member): score for member, score in rows}
+        overdue = await self._overdue((now if now is not None else time.time()) - self.interval)
         report.overdue = len(overdue)
         if not overdue:
             return report
@@ -91,9 +95,26 @@ class LostMessageSweeper:
             await asyncio.sleep(self.confirm_delay)
             missing -= await self._find(missing, report)
         for job_id in sorted(missing):
-            if await self._requeue(job_id, overdue[job_id]) == "rescued":
+            if await self._requeue(job_id, *overdue[job_id]) == "rescued":
                 report.rescued.append(job_id)
         return report
+
+    async def _overdue(self, cutoff: float) -> dict[str, tuple[str, float]]:
+        """Job id -> (how it waits, its time in its index), for jobs waiting since before `cutoff`
+        and jobs running since before it whose lease has lapsed."""
+        waiting = await self.redis.zrangebyscore(keys.PENDING, "-inf", cutoff, start=0, num=MAX_OVERDUE,
+                                                 withscores=True)
+        out = {_s(member): ("waiting", score) for member, score in waiting}
+        running = await self.redis.zrangebyscore(keys.RUNNING, "-inf", cutoff, start=0, num=MAX_OVERDUE,
+                                                 withscores=True)
+        if running:
+            pipe = self.redis.pipeline(transaction=False)
+            for member, _ in running:
+                pipe.exists(keys.lease(_s(member)))
+            for (member, score), leased in zip(running, await pipe.execute()):
+                if not leased:
+                    out[_s(member)] = ("running", score)
+        return out
 
     async def _find(self, wanted, report: SweepReport) -> set[str]:
         """Which of `wanted` have a message on a queue list or in kombu's unacknowledged hash.
@@ -113,10 +134,10 @@ class LostMessageSweeper:
                     break
         return found
 
-    async def _requeue(self, job_id: str, since: float) -> str:
+    async def _requeue(self, job_id: str, how: str, since: float) -> str:
         job = await self.store.get(job_id, None)
         if job is None:  # expired while it waited: nothing left to run
-            await self.redis.zrem(keys.PENDING, job_id)
+            await self.redis.zrem(keys.RUNNING if how == "running" else keys.PENDING, job_id)
             return "gone"
         queue = queue_name(job.type, job.priority)
         with in_job_trace(job.trace_id, "offload.rescue_lost_message", job_id), \
@@ -124,8 +145,9 @@ class LostMessageSweeper:
             message = build_task_message(self.store.app, job_id=job_id, job_type=job.type, queue=queue,
                                          tenant=job.tenant, headers=trace_headers)
             out = await self._rescue(
-                keys=[keys.job(job_id), keys.PENDING, queue, keys.events(job_id), keys.COUNTERS],
-                args=[job_id, repr(since), message, repr(time.time()), self.store.settings.events_maxlen],
+                keys=[keys.job(job_id), keys.RUNNING if how == "running" else keys.PENDING, queue,
+                      keys.events(job_id), keys.COUNTERS, keys.lease(job_id), keys.PENDING],
+                args=[job_id, repr(since), message, repr(time.time()), self.store.settings.events_maxlen, how],
             )
         if _s(out) == "rescued":
             job_metrics.lost_message_requeued(job.type)
