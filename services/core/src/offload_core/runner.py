@@ -34,6 +34,7 @@ from .jobs import Job
 from .leases import Lease, LeaseKeeper
 from .process_local import PerProcess
 from .routing import TASK_NAMES, queue_name
+from .tracing import job_trace_headers
 from .settings import Settings
 from .types import JobState, JobType
 from .worker_store import WorkerJobStore, connect_sync
@@ -269,8 +270,10 @@ class JobRunner:
             return
         delay = backoff_seconds(self.settings, job.attempts)
         if store.finish(job, job.worker, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay):
+            # The killed run's span never ended, and this process has no tracer: the retry's
+            # message carries the job's trace id, so its next run is in the job's trace.
             self.app.send_task(TASK_NAMES[self.job_type], args=[job_id, job.tenant], task_id=job_id, countdown=delay,
-                               queue=queue_name(self.job_type, job.priority))
+                               queue=queue_name(self.job_type, job.priority), headers=job_trace_headers(job.trace_id))
 
     def _after_terminal(self, job_id: str) -> None:
         """Queue the webhook for a job that just finished, if it asked for one."""

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from . import logs
@@ -70,21 +70,35 @@ def publish_span(task_name: str, queue: str, job_id: str) -> Iterator[dict[str, 
         yield carrier
 
 
+def _job_trace_parent(trace_id: str | None) -> context.Context | None:
+    """A remote parent in the job's trace: its record keeps only the trace id, not a span."""
+    if not trace_id:
+        return None
+    try:
+        ctx = SpanContext(int(trace_id, 16), random.getrandbits(64) or 1, is_remote=True,
+                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    except ValueError:
+        return None
+    return trace.set_span_in_context(NonRecordingSpan(ctx)) if ctx.is_valid else None
+
+
 @contextmanager
 def in_job_trace(trace_id: str | None, span_name: str, job_id: str) -> Iterator[None]:
     """A span in a job's own trace, for work done on the job outside any request (the
-    lost-message sweep): its record keeps only the trace id, so the span hangs under a remote
-    parent made from it, and whatever the span publishes joins that trace."""
-    parent = None
-    if trace_id:
-        try:
-            ctx = SpanContext(int(trace_id, 16), random.getrandbits(64) or 1, is_remote=True,
-                              trace_flags=TraceFlags(TraceFlags.SAMPLED))
-            parent = trace.set_span_in_context(NonRecordingSpan(ctx))
-        except ValueError:
-            parent = None
-    with tracer.start_as_current_span(span_name, context=parent, attributes={JOB_ID_ATTRIBUTE: job_id}):
+    lost-message sweep); whatever the span publishes joins that trace."""
+    with tracer.start_as_current_span(span_name, context=_job_trace_parent(trace_id),
+                                      attributes={JOB_ID_ATTRIBUTE: job_id}):
         yield
+
+
+def job_trace_headers(trace_id: str | None) -> dict[str, str]:
+    """Message headers (`traceparent`) whose run joins the job's trace, for a message published
+    where no tracer runs: the worker's main process, after the hard time limit killed a job."""
+    carrier: dict[str, str] = {}
+    parent = _job_trace_parent(trace_id)
+    if parent is not None:
+        propagate.inject(carrier, context=parent)
+    return carrier
 
 
 def install_job_context(task_names: Collection[str]) -> None:
