@@ -34,8 +34,8 @@ from .jobs import Job
 from .leases import Lease, LeaseKeeper
 from .process_local import PerProcess
 from .routing import TASK_NAMES, queue_name
-from .tracing import job_trace_headers
 from .settings import Settings
+from .tracing import job_trace_headers
 from .types import JobState, JobType
 from .worker_store import WorkerJobStore, connect_sync
 
