@@ -10,8 +10,9 @@ import time
 
 import pytest
 import redis
+from kombu import Connection
 
-from offload_core import keys, sweeper
+from offload_core import broker, keys, sweeper
 from offload_core.settings import Settings
 from offload_core.store import JobStore, NewJob, connect
 from offload_core.sweeper import LostMessageSweeper
@@ -68,20 +69,21 @@ def _take_and_lose(r: redis.Redis, queue: str) -> str:
     return json.loads(raw)["headers"]["id"]
 
 
-def _take_and_hold(r: redis.Redis, queue: str) -> str:
-    """What a worker that took a message and recorded it (kombu's QoS.append) leaves behind."""
-    _, raw = r.brpop([queue], timeout=1)
-    message = json.loads(raw)
-    tag = message["properties"]["delivery_tag"]
-    r.zadd("unacked_index", {tag: time.time()})
-    r.hset(keys.KOMBU_UNACKED, tag, json.dumps([message, "", queue]))
-    return message["headers"]["id"]
+def _take_and_hold(redis_url: str, queue: str) -> str:
+    """What a worker that took a message, recorded it as unacknowledged and died leaves behind:
+    kombu's own code (the workers' transport) takes and records it; nobody acknowledges it or,
+    as a live worker would at shutdown, gives it back."""
+    with Connection(redis_url, transport=broker.TRANSPORT) as conn:
+        channel = conn.channel()
+        channel.qos.restore_at_shutdown = False
+        message = channel.basic_get(queue, no_ack=False)
+        return message.headers["id"]
 
 
 def test_a_lost_message_is_put_back_at_the_head_of_its_queue_once(settings, r):
     ids = _submit_many(settings, 4)
     lost = _take_and_lose(r, "llm.normal")
-    held = _take_and_hold(r, "llm.normal")
+    held = _take_and_hold(settings.redis_url, "llm.normal")
     assert lost == ids[0] and held == ids[1]
 
     report = _sweep(settings)
@@ -124,7 +126,7 @@ def test_messages_are_found_across_chunks_and_priorities(settings, r, monkeypatc
     normal = _submit_many(settings, 20)
     high = _submit_many(settings, 9, Priority.HIGH)
     lost = [_take_and_lose(r, "llm.normal"), _take_and_lose(r, "llm.high")]
-    held = [_take_and_hold(r, "llm.normal") for _ in range(8)]
+    held = [_take_and_hold(settings.redis_url, "llm.normal") for _ in range(8)]
 
     report = _sweep(settings)
 
@@ -182,7 +184,7 @@ def test_a_running_job_whose_worker_is_gone_and_left_no_message_is_queued_again(
 
 def test_a_running_job_whose_message_is_held_unacknowledged_is_left_to_the_visibility_timeout(settings, r):
     (job_id,) = _submit_many(settings, 1)
-    _take_and_hold(r, "llm.normal")  # a worker died mid-run: kombu restores this after the timeout
+    _take_and_hold(settings.redis_url, "llm.normal")  # a worker died mid-run: kombu restores this after the timeout
     worker = WorkerJobStore(connect_sync(settings), settings)
     worker.claim(job_id, "host:1:a")
     r.delete(keys.lease(job_id))
