@@ -115,6 +115,7 @@ def test_cancel_queued_is_immediate_running_is_requested_finished_is_refused(set
 
     assert run(cancel(out.job_id)) == ("cancelled", None)
     w = WorkerJobStore(connect_sync(settings), settings)
+    assert w.redis.zscore(keys.PENDING, out.job_id) is None  # nothing left for the lost-message sweep
     assert w.claim(out.job_id, "h:1:a").status == "terminal"
     _, second = run(_submit(settings))
     job = w.claim(second.job_id, "h:1:a").job

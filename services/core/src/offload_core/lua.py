@@ -205,13 +205,13 @@ return {'ok'}
 # ARGV: 1 tenant, 2 now, 3 maxlen, 4 retention
 # Returns {'cancelled'} | {'cancelling'} | {'terminal', state} | {'missing'}
 CANCEL = _PRELUDE + r"""
-local h = redis.call('HMGET', KEYS[1], 'state', 'tenant')
+local h = redis.call('HMGET', KEYS[1], 'state', 'tenant', 'id')
 if not h[1] or h[2] ~= ARGV[1] then return {'missing'} end
 local state = h[1]
 if state == 'queued' or state == 'retrying' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[2], 'cancel_requested', '1')
   redis.call('DEL', KEYS[3])
-  redis.call('ZREM', KEYS[6], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('ZREM', KEYS[6], h[3])
   decr_floor(KEYS[4])
   redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
   redis.call('EXPIRE', KEYS[1], ARGV[4])

@@ -39,7 +39,7 @@ from . import job_metrics, keys, lua
 from .errors import StoreUnavailable
 from .messages import build_task_message
 from .routing import ALL_QUEUES, TASK_NAMES, queue_name
-from .store import JobStore
+from .store import JobStore, _s
 from .tracing import in_job_trace, publish_span
 
 log = logging.getLogger("offload.sweeper")
@@ -135,9 +135,10 @@ class LostMessageSweeper:
         return found
 
     async def _requeue(self, job_id: str, how: str, since: float) -> str:
+        index = keys.RUNNING if how == "running" else keys.PENDING
         job = await self.store.get(job_id, None)
         if job is None:  # expired while it waited: nothing left to run
-            await self.redis.zrem(keys.RUNNING if how == "running" else keys.PENDING, job_id)
+            await self.redis.zrem(index, job_id)
             return "gone"
         queue = queue_name(job.type, job.priority)
         with in_job_trace(job.trace_id, "offload.rescue_lost_message", job_id), \
@@ -145,14 +146,11 @@ class LostMessageSweeper:
             message = build_task_message(self.store.app, job_id=job_id, job_type=job.type, queue=queue,
                                          tenant=job.tenant, headers=trace_headers)
             out = await self._rescue(
-                keys=[keys.job(job_id), keys.RUNNING if how == "running" else keys.PENDING, queue,
-                      keys.events(job_id), keys.COUNTERS, keys.lease(job_id), keys.PENDING],
+                keys=[keys.job(job_id), index, queue, keys.events(job_id), keys.COUNTERS, keys.lease(job_id),
+                      keys.PENDING],
                 args=[job_id, repr(since), message, repr(time.time()), self.store.settings.events_maxlen, how],
             )
         if _s(out) == "rescued":
             job_metrics.lost_message_requeued(job.type)
         return _s(out)
 
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
