@@ -50,6 +50,31 @@ def test_submit_writes_record_payload_event_and_one_celery_message_atomically(se
     assert 0 < r.ttl(keys.job(out.job_id)) <= settings.retention_seconds
 
 
+def test_concurrent_submits_share_round_trips_and_each_gets_its_own_job(settings):
+    """Group commit (script_batch): 40 submits at once, each answered with its own stored job,
+    its own message and its own outcome (one tenant's rate limit lets 30 in)."""
+    settings = settings.model_copy(update={"rate_limit_per_minute": 30})
+
+    async def scenario():
+        store = JobStore(connect(settings), settings)
+        jobs = [NewJob(type=JobType.LLM, tenant="t1", priority=Priority.NORMAL,
+                       payload=f'{{"prompt":"{i}"}}'.encode(), params={"n": i}) for i in range(40)]
+        outs = await asyncio.gather(*(store.submit(job) for job in jobs))
+        await store.redis.aclose()
+        return store._submit.pipelines_sent, outs
+
+    pipelines, outs = run(scenario())
+    assert pipelines < 40
+    created = [(i, out) for i, out in enumerate(outs) if out.status == "created"]
+    assert len(created) == 30 and [out.status for out in outs].count("rate_limited") == 10
+    r = redis.Redis.from_url(settings.redis_url)
+    for i, out in created:
+        assert r.get(keys.payload(out.job_id)) == f'{{"prompt":"{i}"}}'.encode()
+        assert json.loads(r.hget(keys.job(out.job_id), "params")) == {"n": i}
+    queued = {json.loads(m)["headers"]["id"] for m in r.lrange("llm.normal", 0, -1)}
+    assert queued == {out.job_id for _, out in created}
+
+
 def test_idempotency_key_returns_existing_job_or_conflict_on_other_body(settings):
     _, first = run(_submit(settings, idempotency_key="k1"))
     _, again = run(_submit(settings, idempotency_key="k1"))

@@ -24,6 +24,7 @@ from .errors import StoreUnavailable
 from .jobs import Job
 from .messages import build_task_message
 from .routing import ALL_QUEUES, TASK_NAMES, queue_name
+from .script_batch import ScriptBatch
 from .settings import Settings
 from .tracing import current_trace_id, publish_span
 from .types import JobState, JobType, Priority
@@ -83,7 +84,8 @@ class JobStore:
         self.redis = redis
         self.settings = settings
         self.app = celery_app or message_app()
-        self._submit = redis.register_script(lua.SUBMIT)
+        # Submits made in the same loop turn share one round trip (group commit; script_batch.py).
+        self._submit = ScriptBatch(redis, lua.SUBMIT, timeout_seconds=STORE_TIMEOUT_SECONDS)
         self._cancel = redis.register_script(lua.CANCEL)
         self._requeue = redis.register_script(lua.REQUEUE)
 
