@@ -75,7 +75,7 @@ def run(server: RedisServer, log_dir: Path, *, rounds: int, seconds: float, conn
         for fraction in fractions:
             r.flushall()
             target = max_rps * fraction
-            # Each connection sends, waits for the answer, then pauses: pause = interval - ~1 ms answer.
+            # Each connection sends, waits for the answer, then pauses (on average: pause = interval - ~1 ms answer; post.lua).
             delay_ms = max(0.0, 1000 * paced_connections / target - 1.0)
             out = wrk(gateway.url, env.api_key, seconds=seconds, connections=paced_connections, delay_ms=delay_ms)
             out.update(fraction=fraction, target_rps=target)
