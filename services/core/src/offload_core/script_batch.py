@@ -32,7 +32,9 @@ _Call = tuple[Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatch:
-    """`await batch(keys=[...], args=[...])`, like calling a script registered with redis-py."""
+    """`await batch(keys=[...], args=[...])`, like calling a script registered with redis-py, with
+    a deadline: a Redis that does not answer within `timeout_seconds` raises redis-py's
+    TimeoutError to every caller waiting on it."""
 
     def __init__(self, redis: aioredis.Redis, script: str, *, timeout_seconds: float) -> None:
         self._redis = redis
@@ -44,7 +46,11 @@ class ScriptBatch:
 
     async def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         if trace.get_current_span().is_recording():
-            return await self._script(keys=keys, args=args)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    return await self._script(keys=keys, args=args)
+            except TimeoutError:
+                raise self._timed_out() from None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting.append((keys, args, future))
@@ -74,7 +80,7 @@ class ScriptBatch:
                     for i, result in zip(lost, await self._pipeline([batch[i] for i in lost])):
                         results[i] = result
         except TimeoutError:
-            _fail(batch, RedisTimeoutError(f"Redis did not answer within {self._timeout:g} s"))
+            _fail(batch, self._timed_out())
             return
         except asyncio.CancelledError:  # the loop is shutting down
             for *_, future in batch:
@@ -90,6 +96,9 @@ class ScriptBatch:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    def _timed_out(self) -> RedisTimeoutError:
+        return RedisTimeoutError(f"Redis did not answer within {self._timeout:g} s")
 
     async def _pipeline(self, batch: Sequence[_Call]) -> list[Any]:
         self.pipelines_sent += 1
