@@ -37,6 +37,19 @@ def test_same_idempotency_key_returns_the_first_job_and_other_body_conflicts(api
     assert bobs.status_code == 202 and bobs.json()["id"] != first.json()["id"]
 
 
+def test_idempotency_key_is_documented_and_a_malformed_one_is_refused_on_both_submit_routes(apis):
+    schema = httpx.get(f"{apis.gateway.url}/openapi.json").json()
+    for route in ("/v1/jobs/llm", "/v1/jobs/ocr"):
+        header = [p for p in schema["paths"][route]["post"].get("parameters", []) if p["in"] == "header"]
+        assert [(p["name"], p["schema"]["maxLength"]) for p in header] == [("Idempotency-Key", 255)], route
+    for bad in ("x" * 256, "a\tb"):
+        body = assert_problem(apis.submit_llm(SHORT, **{"Idempotency-Key": bad}), 400)
+        assert body["title"] == "Invalid Idempotency-Key"
+        body = assert_problem(apis.submit_ocr(b"not read", **{"Idempotency-Key": bad}), 400)
+        assert body["title"] == "Invalid Idempotency-Key"
+    assert httpx.get(f"{apis.status.url}/v1/jobs", headers=apis.headers()).json()["jobs"] == []
+
+
 def test_cancel_a_queued_job_at_once_and_a_finished_one_is_409(apis):
     job_id = apis.submit_llm(SHORT).json()["id"]
     r = httpx.delete(f"{apis.gateway.url}/v1/jobs/{job_id}", headers=apis.headers())
