@@ -110,7 +110,10 @@ def test_a_refused_connection_reaches_every_caller_in_the_batch():
     assert all(isinstance(out, RedisConnectionError) for out in run(scenario()))
 
 
-def test_a_redis_that_never_answers_fails_the_batch_at_its_deadline():
+@pytest.mark.parametrize("recorded", [False, True], ids=["batched", "alone-in-a-recorded-span"])
+def test_a_redis_that_never_answers_fails_every_caller_at_the_deadline(recorded):
+    tracer = TracerProvider().get_tracer("test")
+
     async def scenario():
         async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             while await reader.read(65536):  # reads every command, answers none
@@ -119,13 +122,19 @@ def test_a_redis_that_never_answers_fails_the_batch_at_its_deadline():
         server = await asyncio.start_server(swallow, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         batch = await _batch(f"redis://127.0.0.1:{port}/0", timeout=0.3)
-        outs = await asyncio.gather(*(batch(keys=["runs"], args=[str(i)]) for i in range(3)),
-                                    return_exceptions=True)
+
+        async def call(i: int):
+            if not recorded:
+                return await batch(keys=["runs"], args=[str(i)])
+            with tracer.start_as_current_span("request"):
+                return await batch(keys=["runs"], args=[str(i)])
+
+        outs = await asyncio.gather(*(call(i) for i in range(3)), return_exceptions=True)
         server.close()
         return outs
 
     outs = run(scenario())
-    assert all(isinstance(out, RedisTimeoutError) and "0.3 s" in str(out) for out in outs)
+    assert all(isinstance(out, RedisTimeoutError) and "0.3 s" in str(out) for out in outs), outs
 
 
 def test_a_call_inside_a_recorded_span_goes_on_its_own(redis_url):
