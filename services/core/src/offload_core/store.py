@@ -84,7 +84,7 @@ class JobStore:
         self.redis = redis
         self.settings = settings
         self.app = celery_app or message_app()
-        # Submits made in the same loop turn share one round trip (group commit; script_batch.py).
+        # Submits made while one is on its way to Redis share the next round trip (group commit).
         self._submit = ScriptBatch(redis, lua.SUBMIT, timeout_seconds=STORE_TIMEOUT_SECONDS)
         self._cancel = redis.register_script(lua.CANCEL)
         self._requeue = redis.register_script(lua.REQUEUE)
