@@ -55,7 +55,7 @@ class Job(BaseModel):
 
     @classmethod
     def from_hash(cls, raw: dict[bytes | str, bytes | str]) -> "Job":
-        h = {_s(k): _s(v) for k, v in raw.items()}
+        h = {as_text(k): as_text(v) for k, v in raw.items()}
         return cls(
             id=h["id"],
             type=h["type"],
@@ -138,7 +138,8 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _s(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text: redis-py hands back bytes unless the client decodes."""
     return value.decode() if isinstance(value, bytes) else value
 
 

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
 
 from . import job_metrics, keys, lua
 from .errors import StoreUnavailable
-from .jobs import Job
+from .jobs import Job, as_text
 from .messages import build_task_message
 from .routing import ALL_QUEUES, TASK_NAMES, queue_name
 from .script_batch import ScriptBatch
@@ -121,7 +121,7 @@ class JobStore:
                           s.max_queued_per_tenant, repr(now), new.payload, message, s.events_maxlen,
                           s.retention_seconds, "1" if idem else "0", 120, fields],
                 )
-        status = _s(status)
+        status = as_text(status)
         if status == "created":
             job_metrics.submitted(new.type, new.priority)
         retry_after = 0
@@ -129,7 +129,7 @@ class JobStore:
             retry_after = max(1, int(60 - now % 60) + 1)
         elif status == "quota_exceeded":
             retry_after = 30
-        return SubmitOutcome(status=status, job_id=_s(ident), retry_after=retry_after,
+        return SubmitOutcome(status=status, job_id=as_text(ident), retry_after=retry_after,
                              job=job if status == "created" else None)
 
     async def cancel(self, job_id: str, tenant: str) -> tuple[str, str | None]:
@@ -142,7 +142,7 @@ class JobStore:
                       keys.tenant_active(tenant), keys.COUNTERS, keys.PENDING],
                 args=[tenant, repr(time.time()), s.events_maxlen, s.retention_seconds],
             )
-        return _s(out[0]), (_s(out[1]) if len(out) > 1 else None)
+        return as_text(out[0]), (as_text(out[1]) if len(out) > 1 else None)
 
     async def requeue(self, job_id: str, tenant: str | None) -> tuple[str, str | None]:
         """Put a failed or dead job back on its queue. `tenant=None` acts for an admin."""
@@ -161,7 +161,7 @@ class JobStore:
                     args=[tenant or "", repr(time.time()), message, s.events_maxlen,
                           s.max_queued_per_tenant, s.retention_seconds, current_trace_id() or ""],
                 )
-        return _s(out[0]), (_s(out[1]) if len(out) > 1 else None)
+        return as_text(out[0]), (as_text(out[1]) if len(out) > 1 else None)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -201,8 +201,8 @@ class JobStore:
         async with _unavailable_as_error():
             while True:
                 batch = await self.redis.zrevrangebyscore(index, upper, "-inf", start=0, num=limit + 1, withscores=True)
-                batch = [(_s(m), sc) for m, sc in batch
-                         if not (after_score is not None and sc == after_score and after_id is not None and _s(m) >= after_id)]
+                batch = [(as_text(m), sc) for m, sc in batch
+                         if not (after_score is not None and sc == after_score and after_id is not None and as_text(m) >= after_id)]
                 if not batch:
                     return found, None
                 pipe = self.redis.pipeline(transaction=False)
@@ -223,7 +223,7 @@ class JobStore:
         """Stored events after the given stream id: (id, kind, data json)."""
         async with _unavailable_as_error():
             rows = await self.redis.xrange(keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count)
-        return [(_s(i), _s(f[b"kind"]), _s(f[b"data"])) for i, f in rows]
+        return [(as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows]
 
     async def follow_events(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, str, str]]:
         """Wait up to `block_ms` for events after `after` (stream id)."""
@@ -231,7 +231,7 @@ class JobStore:
             reply = await self.redis.xread({keys.events(job_id): after}, block=block_ms, count=500)
         out: list[tuple[str, str, str]] = []
         for _, rows in reply or []:
-            out.extend((_s(i), _s(f[b"kind"]), _s(f[b"data"])) for i, f in rows)
+            out.extend((as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows)
         return out
 
     async def queue_stats(self) -> dict[str, Any]:
@@ -252,11 +252,11 @@ class JobStore:
             for jid in oldest_ids:
                 pipe.hget(keys.job(jid), "queued_at") if jid else pipe.echo("")
             queued_ats = await pipe.execute()
-            running_ids = [_s(x) for x in replies[2 * len(ALL_QUEUES) + 2]]
+            running_ids = [as_text(x) for x in replies[2 * len(ALL_QUEUES) + 2]]
             pipe = self.redis.pipeline(transaction=False)
             for jid in running_ids:
                 pipe.hget(keys.job(jid), "type")
-            running_types = [_s(t) if t else None for t in await pipe.execute()]
+            running_types = [as_text(t) if t else None for t in await pipe.execute()]
         queues: dict[str, dict[str, Any]] = {}
         for i, q in enumerate(ALL_QUEUES):
             qa = queued_ats[i]
@@ -264,7 +264,7 @@ class JobStore:
                 "depth": int(replies[2 * i]),
                 "oldest_age_seconds": round(max(0.0, now - float(qa)), 3) if qa else None,
             }
-        counters = {_s(k): int(v) for k, v in replies[-1].items()}
+        counters = {as_text(k): int(v) for k, v in replies[-1].items()}
         return {
             "queues": queues,
             "running": int(replies[2 * len(ALL_QUEUES)]),
@@ -275,7 +275,7 @@ class JobStore:
 
     async def dead_jobs(self, limit: int = 100) -> list[str]:
         async with _unavailable_as_error():
-            return [_s(x) for x in await self.redis.zrevrange(keys.DEAD, 0, limit - 1)]
+            return [as_text(x) for x in await self.redis.zrevrange(keys.DEAD, 0, limit - 1)]
 
     async def ping(self) -> bool:
         try:
@@ -339,6 +339,3 @@ def _looks_like_id(job_id: str) -> bool:
         return False
     return True
 
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -37,9 +37,10 @@ from redis.exceptions import RedisError
 
 from . import job_metrics, keys, lua
 from .errors import StoreUnavailable
+from .jobs import as_text
 from .messages import build_task_message
 from .routing import ALL_QUEUES, TASK_NAMES, queue_name
-from .store import JobStore, _s
+from .store import JobStore
 from .tracing import in_job_trace, publish_span
 
 log = logging.getLogger("offload.sweeper")
@@ -104,16 +105,16 @@ class LostMessageSweeper:
         and jobs running since before it whose lease has lapsed."""
         waiting = await self.redis.zrangebyscore(keys.PENDING, "-inf", cutoff, start=0, num=MAX_OVERDUE,
                                                  withscores=True)
-        out = {_s(member): ("waiting", score) for member, score in waiting}
+        out = {as_text(member): ("waiting", score) for member, score in waiting}
         running = await self.redis.zrangebyscore(keys.RUNNING, "-inf", cutoff, start=0, num=MAX_OVERDUE,
                                                  withscores=True)
         if running:
             pipe = self.redis.pipeline(transaction=False)
             for member, _ in running:
-                pipe.exists(keys.lease(_s(member)))
+                pipe.exists(keys.lease(as_text(member)))
             for (member, score), leased in zip(running, await pipe.execute()):
                 if not leased:
-                    out[_s(member)] = ("running", score)
+                    out[as_text(member)] = ("running", score)
         return out
 
     async def _find(self, wanted, report: SweepReport) -> set[str]:
@@ -127,9 +128,9 @@ class LostMessageSweeper:
         for key, kind, position in sources:
             while True:
                 reply = await self._message_ids(keys=[key], args=[kind, position, CHUNK])
-                position, ids = _s(reply[0]), reply[1:]
+                position, ids = as_text(reply[0]), reply[1:]
                 report.messages_read += len(ids)
-                found.update(i for i in map(_s, ids) if i in wanted)
+                found.update(i for i in map(as_text, ids) if i in wanted)
                 if position == "0":
                     break
         return found
@@ -150,7 +151,7 @@ class LostMessageSweeper:
                       keys.PENDING],
                 args=[job_id, repr(since), message, repr(time.time()), self.store.settings.events_maxlen, how],
             )
-        if _s(out) == "rescued":
+        if as_text(out) == "rescued":
             job_metrics.lost_message_requeued(job.type)
-        return _s(out)
+        return as_text(out)
 

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from . import job_metrics, keys, lua
-from .jobs import Job
+from .jobs import Job, as_text
 from .settings import Settings
 from .types import JobState
 
@@ -60,16 +60,16 @@ class WorkerJobStore:
             args=[worker_id, s.lease_seconds * 1000, repr(time.time()), s.events_maxlen, replace_holder,
                   s.retention_seconds],
         )
-        status = _s(out[0])
+        status = as_text(out[0])
         if status == "claimed":
             payload, flat = out[1], out[2:]
             job = Job.from_hash(dict(zip(flat[::2], flat[1::2])))
             job_metrics.run_started(job)
             return Claim(status, job=job, payload=payload)
         if status == "terminal":
-            return Claim(status, state=_s(out[1]))
+            return Claim(status, state=as_text(out[1]))
         if status == "leased":
-            return Claim(status, holder=_s(out[1]), lease_ms_left=max(0, int(out[2])))
+            return Claim(status, holder=as_text(out[1]), lease_ms_left=max(0, int(out[2])))
         if status in ("dead", "cancelled") and (ended := self.get(job_id)) is not None:
             job_metrics.finished(ended.type, ended.priority, JobState(status))  # this claim ended it
         return Claim(status)
@@ -107,7 +107,7 @@ class WorkerJobStore:
                   json.dumps(error, separators=(",", ":")) if error else "null",
                   s.events_maxlen, s.retention_seconds, repr(retry_at or 0.0)],
         )
-        recorded = _s(out[0]) == "ok"
+        recorded = as_text(out[0]) == "ok"
         if recorded:
             job_metrics.run_ended(job, state)
         return recorded
@@ -122,6 +122,3 @@ class WorkerJobStore:
     def set_webhook_status(self, job_id: str, status: dict[str, Any]) -> None:
         self.redis.hset(keys.job(job_id), "webhook", json.dumps(status, separators=(",", ":")))
 
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
