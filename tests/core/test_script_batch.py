@@ -68,7 +68,9 @@ def test_a_failing_script_fails_only_its_own_call(redis_url):
         return await asyncio.gather(*calls, return_exceptions=True)
 
     first, failed, third = run(scenario())
-    assert first == [b"a", 1] and third == [b"c", 2]
+    # "a" went alone and the other two behind it, on another connection: either may reach Redis
+    # first (as two requests' scripts always could), so which run each was is not fixed.
+    assert first[0] == b"a" and third[0] == b"c" and sorted([first[1], third[1]]) == [1, 2]
     assert isinstance(failed, ResponseError) and "WRONGTYPE" in str(failed)
 
 
