@@ -132,6 +132,18 @@ def test_unknown_job_and_malformed_id_are_404_problems(apis):
                              headers=apis.headers()), 404)
 
 
+def test_unknown_routes_and_wrong_methods_are_problems_that_name_the_fix(apis):
+    for base in (apis.gateway.url, apis.status.url):
+        missing = assert_problem(httpx.get(f"{base}/v1/nothing-here", headers=apis.headers()), 404)
+        assert "/docs" in missing["detail"], missing
+    wrong = httpx.get(f"{apis.gateway.url}/v1/jobs/llm", headers=apis.headers())
+    assert "GET is not allowed" in assert_problem(wrong, 405)["detail"]
+    assert wrong.headers["allow"] == "POST"
+    wrong = httpx.post(f"{apis.status.url}/v1/queues", headers=apis.headers())
+    assert "POST is not allowed" in assert_problem(wrong, 405)["detail"]
+    assert wrong.headers["allow"] == "GET"
+
+
 def test_rate_limit_gives_429_with_retry_after(platform_factory):
     apis = platform_factory.start(workers=(), env={"OFFLOAD_RATE_LIMIT_PER_MINUTE": "3"})
     codes = [apis.submit_llm(SHORT).status_code for _ in range(3)]

@@ -14,6 +14,7 @@ from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
 from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
 from offload_core.web.problems import install_problem_handlers
+from offload_core.web.routers import add_routes
 
 from .routes import router as jobs_router
 
@@ -47,8 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_observability(app, settings)
-    app.include_router(health_router)
-    app.include_router(jobs_router)
+    add_routes(app, health_router, jobs_router)
     # The dashboard, served by the status service (another origin), cancels and requeues jobs
     # here with the user's key in an Authorization header (no cookies), so only that origin is let in.
     dashboard = urlsplit(settings.status_public_url)

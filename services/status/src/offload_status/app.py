@@ -9,6 +9,7 @@ from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
 from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
 from offload_core.web.problems import install_problem_handlers
+from offload_core.web.routers import add_routes
 
 from .cluster_view import cluster_view_for
 from .dashboard import mount_dashboard
@@ -26,8 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_observability(app, settings, queue_metrics_from_store=True)
-    app.include_router(health_router)
-    app.include_router(status_router)
+    add_routes(app, health_router, status_router)
     app.state.cluster_view = cluster_view_for(settings)  # GET /v1/queues shows it as `cluster`
     mount_dashboard(app, settings)
     return app

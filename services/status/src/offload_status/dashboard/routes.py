@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from offload_core.settings import Settings
+from offload_core.web.routers import add_routes
 
 STATIC_DIR = Path(__file__).parent / "static"
 TRACE_ID_FIELD = "{trace_id}"
@@ -65,5 +66,5 @@ def dashboard_router(settings: Settings) -> APIRouter:
 
 
 def mount_dashboard(app: FastAPI, settings: Settings) -> None:
-    app.include_router(dashboard_router(settings))
+    add_routes(app, dashboard_router(settings))
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
