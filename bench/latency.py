@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from offload_core import keys
-from offload_core.store import JobStore, connect
+from offload_core.jobs import keys
+from offload_core.jobs.store import JobStore, connect
 from offload_core.types import Priority
 
 from .offload import OffloadEnv, llm_job

@@ -14,21 +14,20 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from offload_core import keys
-from offload_core.documents import inspect
-from offload_core.store import NewJob
+from offload_core.documents.formats import inspect
+from offload_core.jobs import keys
+from offload_core.jobs.store import NewJob
 from offload_core.types import JobType, Priority
+from tests.support.documents import DPI, page_image, pdf_document
 
 from .offload import TENANT, OffloadEnv
 from .procs import REPO, RedisServer, wait_for
 from .stats import summary
-from tests.support.documents import DPI, page_image, pdf_document
 
 BASELINES = {
     "tesserocr": ("tesserocr", {}),

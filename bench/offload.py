@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from offload_core.jobs.store import JobStore, NewJob, connect
 from offload_core.settings import Settings
-from offload_core.store import JobStore, NewJob, connect
 from offload_core.types import JobType, Priority
 
 from .procs import VENV_BIN, Proc, free_port

@@ -1,6 +1,6 @@
 """`python -m bench.offload_noop`: a real Offload worker whose handler does no work.
 
-The worker is the product's own (`offload_core.worker_main.run_worker`: the same Celery app,
+The worker is the product's own (`offload_core.worker.main.run_worker`: the same Celery app,
 guarantees, runner, lease heartbeat, state scripts, metrics, tracing hooks, health port and JSON
 logs as `offload-worker-llm`); only the handler is empty, so a job pays every cost of the
 platform and none of the compute. It consumes the `llm.*` queues, so it must run against a
@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from offload_core.handler import JobContext, JobHandler
 from offload_core.settings import Settings
 from offload_core.types import JobType
-from offload_core.worker_main import run_worker
+from offload_core.worker.handler import JobContext, JobHandler
+from offload_core.worker.main import run_worker
 
 
 def make_handler(settings: Settings) -> JobHandler:

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from offload_core import keys
+from offload_core.jobs import keys
 
 from .offload import OffloadEnv, llm_job
 from .procs import VENV_BIN, Proc, RedisServer
@@ -71,7 +71,7 @@ def offload_system(log_dir: Path, redis_url: str) -> System:
         "offload", "Offload (2 job processes)", sys.executable,
         workers=lambda url, d: [env.noop_worker(concurrency=2)],
         remaining=remaining, recorded=lambda r: _count(r, "offload:job:*:result"), prefill=prefill,
-        notes="real worker (offload_core.worker_main) with a no-op handler; claim, lease, events, "
+        notes="real worker (offload_core.worker.main) with a no-op handler; claim, lease, events, "
               "result record, metrics, tracing hooks, JSON logs")
 
 

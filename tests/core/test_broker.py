@@ -1,11 +1,11 @@
-"""offload_core.broker: kombu's Redis transport, against a real Redis."""
+"""offload_core.queue.broker: kombu's Redis transport, against a real Redis."""
 
 from __future__ import annotations
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from offload_core.broker import TRANSPORT
+from offload_core.queue.broker import TRANSPORT
 from tests.support.processes import RedisServer
 
 QUEUE = Queue("llm.normal", Exchange("llm.normal", type="direct"), routing_key="llm.normal")

@@ -10,7 +10,7 @@ import threading
 import pytest
 from PIL import Image
 
-from offload_core.documents import DocumentKind, DocumentRejected, inspect, iter_pages, sniff
+from offload_core.documents.formats import DocumentKind, DocumentRejected, inspect, iter_pages, sniff
 from tests.support import documents as docs
 
 LIMITS = {"max_pages": 200, "max_pixels": 60_000_000, "dpi": 300}

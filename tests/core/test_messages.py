@@ -8,8 +8,8 @@ import json
 import pytest
 from celery import Celery
 
-from offload_core.messages import build_task_message
-from offload_core.routing import TASK_NAMES
+from offload_core.queue.messages import build_task_message
+from offload_core.queue.routing import TASK_NAMES
 from offload_core.types import JobType
 
 

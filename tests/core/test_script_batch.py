@@ -1,4 +1,4 @@
-"""Group commit of a Lua script (offload_core.script_batch) against a real Redis: calls made while
+"""Group commit of a Lua script (offload_core.jobs.script_batch) against a real Redis: calls made while
 one is in flight share a pipeline, yet each caller gets exactly its own script's answer or error."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import pytest
 import redis
 from opentelemetry.sdk.trace import TracerProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from offload_core.script_batch import ScriptBatch
+from offload_core.jobs.script_batch import ScriptBatch
+from offload_core.jobs.store import connect
 from offload_core.settings import Settings
-from offload_core.store import connect
 
 # A regression here shows as a caller left waiting for ever: fail it fast.
 pytestmark = pytest.mark.timeout(30)

@@ -9,11 +9,11 @@ import json
 import pytest
 import redis
 
-from offload_core import keys
+from offload_core.jobs import keys
+from offload_core.jobs.store import JobStore, NewJob, connect
+from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
 from offload_core.settings import Settings
-from offload_core.store import JobStore, NewJob, connect
 from offload_core.types import JobState, JobType, Priority
-from offload_core.worker_store import WorkerJobStore, connect_sync
 
 
 @pytest.fixture

@@ -12,12 +12,14 @@ import pytest
 import redis
 from kombu import Connection
 
-from offload_core import broker, keys, sweeper
+from offload_core.jobs import keys
+from offload_core.jobs.store import JobStore, NewJob, connect
+from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
+from offload_core.maintenance import sweeper
+from offload_core.maintenance.sweeper import LostMessageSweeper
+from offload_core.queue import broker
 from offload_core.settings import Settings
-from offload_core.store import JobStore, NewJob, connect
-from offload_core.sweeper import LostMessageSweeper
 from offload_core.types import JobState, JobType, Priority
-from offload_core.worker_store import WorkerJobStore, connect_sync
 
 INTERVAL = 30.0
 

@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from offload_core import keys
-from offload_core.leases import Lease
-from offload_core.runner import _Context
+from offload_core.jobs import keys
+from offload_core.jobs.store import JobStore, NewJob, connect
+from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
 from offload_core.settings import Settings
-from offload_core.store import JobStore, NewJob, connect
 from offload_core.types import JobType, Priority
-from offload_core.worker_store import WorkerJobStore, connect_sync
+from offload_core.worker.leases import Lease
+from offload_core.worker.runner import _Context
 
 WORKER = "host:1:a"
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from offload_core.urlguard import Allowlist, UrlRefused, check_url, resolve_public
+from offload_core.webhooks.urlguard import Allowlist, UrlRefused, check_url, resolve_public
 
 NONE = Allowlist.parse("")
 

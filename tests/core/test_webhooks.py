@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from offload_core.webhooks import sign, verify_signature
+from offload_core.webhooks.signing import sign, verify_signature
 
 BODY = b'{"event":"job.succeeded","job":{"id":"x"}}'
 

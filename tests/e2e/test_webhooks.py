@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from offload_core.webhooks import SIGNATURE_HEADER, verify_signature
+from offload_core.webhooks.signing import SIGNATURE_HEADER, verify_signature
 from tests.support.processes import wait_for
 
 SECRET = "tenant-alice-webhook-secret-0001"

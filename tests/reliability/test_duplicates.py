@@ -14,9 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from offload_core.messages import build_task_message
-from offload_core.store import message_app
-
+from offload_core.jobs.store import message_app
+from offload_core.queue.messages import build_task_message
 from tests.reliability.envs import short_timeouts
 from tests.reliability.ledger import facts, wait_all_terminal
 from tests.reliability.traffic import Submitter, in_parallel

@@ -13,8 +13,8 @@ import time
 import psutil
 import pytest
 
+from offload_core.jobs.store import JobStore, NewJob, connect
 from offload_core.settings import Settings
-from offload_core.store import JobStore, NewJob, connect
 from offload_core.types import JobType, Priority
 from tests.reliability.ledger import facts, wait_all_terminal
 from tests.support import documents as docs

@@ -3,7 +3,7 @@
 kombu's Redis transport takes a message with BRPOP, then records it as unacknowledged with a
 second command. A worker killed between the two (or Redis losing the second write) leaves the
 job `queued` with no message anywhere; the visibility timeout cannot bring back what was never
-recorded. The gateway's lost-message sweep (offload_core/sweeper.py) finds such jobs. Here the
+recorded. The gateway's lost-message sweep (offload_core/maintenance/sweeper.py) finds such jobs. Here the
 test itself is the worker that took a message and died: it BRPOPs one and drops it.
 """
 

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from offload_core.webhooks import SIGNATURE_HEADER, verify_signature
+from offload_core.webhooks.signing import SIGNATURE_HEADER, verify_signature
 from tests.reliability.ledger import wait_all_terminal
 from tests.reliability.traffic import Submitter, in_parallel
 from tests.support.processes import wait_for

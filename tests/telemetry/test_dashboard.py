@@ -8,9 +8,9 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import offload_core.job_metrics  # noqa: F401 - registers the job metrics
-import offload_core.queue_metrics  # noqa: F401 - registers the queue gauges
+import offload_core.jobs.metrics  # noqa: F401 - registers the job metrics
 import offload_core.web.observability  # noqa: F401 - registers the HTTP metrics
+import offload_core.web.queue_metrics  # noqa: F401 - registers the queue gauges
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "k8s" / "grafana" / "offload-dashboard.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}

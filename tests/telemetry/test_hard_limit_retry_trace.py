@@ -13,12 +13,11 @@ import json
 
 import redis
 
-from offload_core.celery_app import make_celery
-from offload_core.runner import JobRunner
+from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
+from offload_core.queue.celery_app import make_celery
 from offload_core.settings import Settings
 from offload_core.types import JobType
-from offload_core.worker_store import WorkerJobStore, connect_sync
-
+from offload_core.worker.runner import JobRunner
 from tests.support.platform import PlatformFactory
 from tests.telemetry.conftest import otel_env
 from tests.telemetry.otlp_receiver import OtlpReceiver, render_tree

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from offload_core.logs import JsonFormatter, bind_job, redact, unbind_job
+from offload_core.observability.logs import JsonFormatter, bind_job, redact, unbind_job
 
 
 @pytest.fixture

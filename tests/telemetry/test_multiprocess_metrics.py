@@ -15,7 +15,9 @@ from tests.telemetry.prom import Samples, parse
 SCENARIO = """
 import multiprocessing, os, sys
 # Imported before the switch, as the worker's runner is: the order must not matter.
-from offload_core import job_metrics, metrics, multiprocess_metrics
+from offload_core.jobs import metrics as job_metrics
+from offload_core.observability import exposition as metrics
+from offload_core.observability import multiprocess as multiprocess_metrics
 from offload_core.types import JobType, Priority
 
 multiprocess_metrics.enable(sys.argv[1])

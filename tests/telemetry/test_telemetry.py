@@ -1,4 +1,4 @@
-"""offload_core.telemetry in a real process: configuration by OTEL_* variables only, export over
+"""offload_core.observability.telemetry in a real process: configuration by OTEL_* variables only, export over
 OTLP/HTTP to a real receiver, nothing exported (and nothing complaining) without an endpoint."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tests.telemetry.otlp_receiver import OtlpReceiver
 PROBE = """
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from offload_core.telemetry import setup_tracing, shutdown_tracing
+from offload_core.observability.telemetry import setup_tracing, shutdown_tracing
 
 setup_tracing("offload-probe")
 tracer = trace.get_tracer("probe")

@@ -28,7 +28,7 @@ def test_jobs_get_trace_ids_and_nothing_complains_without_an_exporter(platform_f
     worker_lines = [json.loads(line) for line in platform.workers["llm"].log_text().splitlines() if line.strip()]
     assert {line.get("trace_id") for line in worker_lines if line.get("job_id") == job["id"]} == {job["trace_id"]}
     # One line per delivery, the runner's, with the outcome and run time; Celery's own per-task
-    # lines ("received", "succeeded in") are off in workers (offload_core.worker_main).
+    # lines ("received", "succeeded in") are off in workers (offload_core.worker.main).
     runner = [line["msg"] for line in worker_lines if line["logger"] == "offload.runner" and job["id"] in line["msg"]]
     assert len(runner) == 1 and re.fullmatch(rf"job {job['id']} succeeded in \d+\.\d ms \(attempt 1\)", runner[0]), runner
     assert not [line for line in worker_lines if line["logger"].startswith("celery") and job["id"] in line["msg"]]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from offload_core.errors import JobCancelled, PermanentJobError
-from offload_core.llm_request import LlmParams
+from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 from offload_worker_llm.backends import make_backend
 from offload_worker_llm.backends.llamacpp import LlamaCppBackend, bundled_model_path

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from offload_core.errors import JobCancelled
-from offload_core.llm_request import LlmParams
+from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 from offload_worker_llm.backends import LlmUsage, make_backend
 from offload_worker_llm.backends.openai_compat import OpenAICompatBackend

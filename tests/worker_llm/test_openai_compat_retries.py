@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from offload_core.errors import JobCancelled, PermanentJobError, RetryableJobError
-from offload_core.llm_request import LlmParams
+from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 from offload_worker_llm.backends import LlmUsage
 from offload_worker_llm.backends.openai_compat import OpenAICompatBackend
-
 from tests.worker_llm.llm_peer import Reply, ScriptedPeer, chunk, free_port, good_stream
 
 API_KEY = "sk-test-0123456789abcdef"

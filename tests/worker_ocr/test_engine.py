@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from offload_core.documents import DocumentRejected
+from offload_core.documents.formats import DocumentRejected
 from offload_core.errors import JobCancelled, PermanentJobError
 from offload_core.settings import Settings
 from offload_worker_ocr.engine import OcrEngine

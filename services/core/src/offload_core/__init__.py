@@ -1,1 +1,14 @@
-"""offload_core"""
+"""offload_core: the library every Offload service is built on.
+
+Folders are layers: each imports only the ones below it (tests/core/test_layers.py checks).
+
+    web/            pieces both FastAPI services share: auth, problems, health, lifespan, metrics
+    worker/         a worker process: start, the runner, the handler contract, leases, its port
+    maintenance/    background work for the whole platform (the lost-message sweep)
+    webhooks/       signatures, the SSRF guard, delivery
+    jobs/           the record, keys, Lua scripts, the API-side and worker-side stores, job metrics
+    queue/          routing, the Celery app and transport, messages, scaling
+    observability/  logs, tracing, Prometheus exposition
+    documents/ llm/ what OCR and LLM jobs take as input, validated
+    types, errors, settings, process_local   the names, exceptions and settings all of them share
+"""

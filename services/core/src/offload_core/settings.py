@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .types import JobType
+from offload_core.types import JobType
 
 # Secrets nobody may run production with: the examples from the docs and the chart.
 KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "devkey", "example"})

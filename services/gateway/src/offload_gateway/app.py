@@ -1,5 +1,5 @@
 """The gateway application: accepts jobs fast. The submit path is routes.py -> submission.py
--> offload_core.store.JobStore.submit (one Lua script: record + payload + queue message)."""
+-> offload_core.jobs.store.JobStore.submit (one Lua script: record + payload + queue message)."""
 
 from __future__ import annotations
 

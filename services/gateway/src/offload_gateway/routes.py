@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from offload_core import job_metrics
-from offload_core.documents import DocumentRejected, inspect
-from offload_core.llm_request import LlmParams
-from offload_core.ocr_request import parse_languages
-from offload_core.store import NewJob
-from offload_core.tracing import job_trace_context
+from offload_core.documents.formats import DocumentRejected, inspect
+from offload_core.documents.languages import parse_languages
+from offload_core.jobs import metrics as job_metrics
+from offload_core.jobs.store import NewJob
+from offload_core.llm.request import LlmParams
+from offload_core.observability.tracing import job_trace_context
 from offload_core.types import JobState, JobType, Priority
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
-from offload_core.logs import bind_job
+from offload_core.jobs.store import JobStore, NewJob
+from offload_core.observability.logs import bind_job
 from offload_core.settings import Settings
-from offload_core.store import JobStore, NewJob
 from offload_core.types import Priority
-from offload_core.urlguard import Allowlist, UrlRefused, check_url
 from offload_core.web.problems import ProblemError
-from offload_core.webhooks import secret_for
+from offload_core.webhooks.signing import secret_for
+from offload_core.webhooks.urlguard import Allowlist, UrlRefused, check_url
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from offload_core.jobs import Job
-from offload_core.scaling import desired_replicas
+from offload_core.jobs.record import Job
+from offload_core.queue.scaling import desired_replicas
 from offload_core.types import JobState, JobType
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 
-from offload_core.store import JobStore
+from offload_core.jobs.store import JobStore
 from offload_core.types import TERMINAL_STATES, EventKind
 
 EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")

@@ -1,7 +1,7 @@
 """`offload-worker-llm`: a Celery worker consuming llm.high, llm.normal, llm.low in that order."""
 
 from offload_core.types import JobType
-from offload_core.worker_main import run_worker
+from offload_core.worker.main import run_worker
 
 from .handler import make_handler
 

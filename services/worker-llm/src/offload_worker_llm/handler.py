@@ -8,10 +8,10 @@ from opentelemetry import trace
 from pydantic import ValidationError
 
 from offload_core.errors import PermanentJobError
-from offload_core.handler import JobContext, JobHandler
-from offload_core.llm_request import LlmParams
+from offload_core.llm.request import LlmParams
 from offload_core.process_local import PerProcess
 from offload_core.settings import Settings
+from offload_core.worker.handler import JobContext, JobHandler
 
 from .backends import make_backend
 

@@ -22,11 +22,11 @@ import tesserocr
 from opentelemetry import trace
 from PIL import Image
 
-from offload_core.documents import DocumentRejected, inspect, iter_pages
+from offload_core.documents.formats import DocumentRejected, inspect, iter_pages
+from offload_core.documents.languages import parse_languages
 from offload_core.errors import PermanentJobError
-from offload_core.handler import JobContext
-from offload_core.ocr_request import parse_languages
 from offload_core.settings import Settings
+from offload_core.worker.handler import JobContext
 
 # Page segmentation mode 3 (automatic layout analysis). Measured on tests/support pages
 # (A4, 300 dpi, character error rate against the drawn text):

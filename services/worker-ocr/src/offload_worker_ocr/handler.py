@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from offload_core.handler import JobHandler
 from offload_core.process_local import PerProcess
 from offload_core.settings import Settings
+from offload_core.worker.handler import JobHandler
 
 from .engine import OcrEngine
 

@@ -10,8 +10,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from ..settings import Settings
-from .problems import ProblemError
+from offload_core.settings import Settings
+from offload_core.web.problems import ProblemError
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPBearer
 
-from ..settings import Settings
-from ..store import JobStore, connect
-from ..sweeper import LostMessageSweeper
-from .auth import ApiKeys, Principal
+from offload_core.jobs.store import JobStore, connect
+from offload_core.maintenance.sweeper import LostMessageSweeper
+from offload_core.settings import Settings
+from offload_core.web.auth import ApiKeys, Principal
 
 
 @dataclass

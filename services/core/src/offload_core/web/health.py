@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from .deps import StoreDep
-from .problems import problem_response
+from offload_core.web.deps import StoreDep
+from offload_core.web.problems import problem_response
 
 router = APIRouter(tags=["health"])
 

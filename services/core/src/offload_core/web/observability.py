@@ -2,7 +2,7 @@
 access log line of every request; plus GET /metrics.
 
 `install_observability(app, settings)` is the one call an app factory makes. The tracer
-provider itself is made once per process by `web.serve` (offload_core.telemetry).
+provider itself is made once per process by `web.serve` (offload_core.observability.telemetry).
 
     offload_http_requests_total{method,route,status}
     offload_http_request_duration_seconds{method,route}   (an SSE stream counts until it ends)
@@ -30,10 +30,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import logs, queue_metrics
-from ..metrics import render_latest
-from ..settings import Settings
-from ..telemetry import excluded_paths
+from offload_core.observability import logs
+from offload_core.observability.exposition import render_latest
+from offload_core.observability.telemetry import excluded_paths
+from offload_core.settings import Settings
+from offload_core.web import queue_metrics
 
 HTTP_REQUESTS = Counter("offload_http_requests_total", "HTTP requests answered",
                         ["method", "route", "status"])
@@ -125,7 +126,7 @@ class RequestObservability:
 def install_observability(app: FastAPI, settings: Settings, *, queue_metrics_from_store: bool = False) -> None:
     """Trace, measure and log `app`'s requests, and serve GET /metrics (unauthenticated; no job data).
 
-    `queue_metrics_from_store`: refresh the queue gauges (offload_core.queue_metrics) at each
+    `queue_metrics_from_store`: refresh the queue gauges (offload_core.web.queue_metrics) at each
     scrape; the status service does, so that queue depth is exported exactly once.
     """
     logs.redact_settings(settings)

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import StoreUnavailable
+from offload_core.errors import StoreUnavailable
 
 log = logging.getLogger("offload.http")
 

@@ -6,8 +6,8 @@ import os
 
 import uvicorn
 
-from ..logs import configure_logging
-from ..telemetry import setup_tracing, shutdown_tracing
+from offload_core.observability.logs import configure_logging
+from offload_core.observability.telemetry import setup_tracing, shutdown_tracing
 
 
 def serve(factory: str, *, default_port: int) -> None:
@@ -20,7 +20,7 @@ def serve(factory: str, *, default_port: int) -> None:
             factory=True,
             host=os.environ.get("OFFLOAD_HOST", "0.0.0.0"),
             port=int(os.environ.get("OFFLOAD_PORT", default_port)),
-            log_config=None,  # our JSON logging (offload_core.logs) handles uvicorn's loggers too
+            log_config=None,  # our JSON logging (offload_core.observability.logs) handles uvicorn's loggers too
             proxy_headers=True,
             forwarded_allow_ips=os.environ.get("OFFLOAD_FORWARDED_ALLOW_IPS", "127.0.0.1"),
             timeout_graceful_shutdown=int(os.environ.get("OFFLOAD_GRACEFUL_SHUTDOWN_SECONDS", "20")),

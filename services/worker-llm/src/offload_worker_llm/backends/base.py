@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from offload_core.errors import PermanentJobError
-from offload_core.llm_request import LlmParams
+from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 
 OnToken = Callable[[str], None]

@@ -18,8 +18,9 @@ from typing import Any
 
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
 from offload_core.errors import PermanentJobError, RetryableJobError
-from offload_core.llm_request import LlmParams
+from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 
 from .base import Checkpoint, LlmBackend, LlmResult, LlmUsage, OnToken, check_request_limits

@@ -14,8 +14,9 @@ import time
 from typing import Any, Callable
 
 import httpx
+
 from offload_core.errors import PermanentJobError, RetryableJobError
-from offload_core.llm_request import LlmParams
+from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 
 from .base import Checkpoint, LlmBackend, LlmResult, LlmUsage, OnToken, check_request_limits

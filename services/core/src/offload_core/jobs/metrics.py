@@ -1,0 +1,71 @@
+"""The job counters and histograms, observed where a job's state changes.
+
+    offload_jobs_submitted_total{type,priority}            gateway: stored and queued (202)
+    offload_jobs_finished_total{type,priority,outcome}     worker (or gateway, for a queued job
+                                                           cancelled): succeeded|failed|dead|cancelled
+    offload_job_retries_total{type,priority}               worker: a run ended in a scheduled retry
+    offload_job_run_seconds{type,outcome}                  worker: claim -> outcome of one run
+    offload_job_queue_wait_seconds{type,priority}          worker: enqueue -> start of the first run
+    offload_lost_messages_requeued_total{type}             gateway: the lost-message sweep gave a
+                                                           job a new queue message (sweeper.py)
+
+Workers observe these in their job processes; `offload_core.observability.multiprocess` makes the
+worker's port report the sum over all of them (prefork), including processes already recycled.
+Every metric has labels, so no value exists until first use: that lets a worker switch
+prometheus_client to multiprocess mode after this module was imported.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Histogram
+
+from offload_core.jobs.record import Job
+from offload_core.types import JobState, JobType, Priority
+
+JOBS_SUBMITTED = Counter("offload_jobs_submitted_total", "Jobs accepted: stored and queued by the gateway",
+                         ["type", "priority"])
+JOBS_FINISHED = Counter("offload_jobs_finished_total", "Jobs that reached a terminal state",
+                        ["type", "priority", "outcome"])
+JOB_RETRIES = Counter("offload_job_retries_total", "Runs that ended in a scheduled retry", ["type", "priority"])
+JOB_RUN_SECONDS = Histogram(
+    "offload_job_run_seconds", "Duration of one run of a job, from its claim to its outcome", ["type", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200))
+JOB_QUEUE_WAIT_SECONDS = Histogram(
+    "offload_job_queue_wait_seconds", "Time from enqueue to the start of a job's first run", ["type", "priority"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
+LOST_MESSAGES_REQUEUED = Counter("offload_lost_messages_requeued_total",
+                                 "Jobs queued again because their queue message was lost", ["type"])
+
+
+def submitted(job_type: JobType, priority: Priority) -> None:
+    JOBS_SUBMITTED.labels(type=job_type.value, priority=priority.value).inc()
+
+
+def lost_message_requeued(job_type: JobType) -> None:
+    LOST_MESSAGES_REQUEUED.labels(type=job_type.value).inc()
+
+
+def run_started(job: Job) -> None:
+    """A run was claimed. Queue wait is observed for first runs only: a retry's record no longer
+    says when its message became due, and its wait would mostly be the chosen backoff."""
+    if job.attempts == 1 and job.queued_at is not None and job.started_at is not None:
+        JOB_QUEUE_WAIT_SECONDS.labels(type=job.type.value, priority=job.priority.value).observe(
+            max(0.0, job.started_at - job.queued_at))
+
+
+def run_ended(job: Job, outcome: JobState) -> None:
+    """A run's outcome was recorded (a terminal state, or `retrying`)."""
+    if job.started_at is not None:
+        JOB_RUN_SECONDS.labels(type=job.type.value, outcome=outcome.value).observe(
+            max(0.0, time.time() - job.started_at))
+    if outcome is JobState.RETRYING:
+        JOB_RETRIES.labels(type=job.type.value, priority=job.priority.value).inc()
+    else:
+        finished(job.type, job.priority, outcome)
+
+
+def finished(job_type: JobType, priority: Priority, outcome: JobState) -> None:
+    """A job ended without a run of ours to time (cancelled while queued, dead at its claim)."""
+    JOBS_FINISHED.labels(type=job_type.value, priority=priority.value, outcome=outcome.value).inc()

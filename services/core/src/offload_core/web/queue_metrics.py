@@ -1,0 +1,42 @@
+"""Queue gauges, read from Redis when the status service is scraped.
+
+    offload_queue_depth{queue}                 messages waiting (the list length KEDA reads)
+    offload_queue_oldest_age_seconds{queue}    age of the oldest waiting message (0 when empty)
+    offload_jobs_running{type}                 jobs running now
+    offload_dead_letters                       jobs in the dead-letter set
+
+Only the status service exports these (it is the one that reads queues), so a sum over
+services does not count a queue twice. With several status replicas, use max() over them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Gauge
+
+from offload_core.errors import StoreUnavailable
+from offload_core.jobs.store import JobStore
+
+# "livemostrecent": correct should the status service ever run as several processes.
+QUEUE_DEPTH = Gauge("offload_queue_depth", "Messages waiting in a queue", ["queue"],
+                    multiprocess_mode="livemostrecent")
+QUEUE_OLDEST_AGE = Gauge("offload_queue_oldest_age_seconds", "Age of the oldest message waiting in a queue",
+                         ["queue"], multiprocess_mode="livemostrecent")
+JOBS_RUNNING = Gauge("offload_jobs_running", "Jobs running now", ["type"], multiprocess_mode="livemostrecent")
+DEAD_LETTERS = Gauge("offload_dead_letters", "Jobs in the dead-letter set", multiprocess_mode="livemostrecent")
+
+
+async def refresh(store: JobStore) -> None:
+    """Set the gauges from the store; when it cannot be read, report no value rather than a stale one."""
+    try:
+        stats = await store.queue_stats()
+    except StoreUnavailable:
+        for gauge in (QUEUE_DEPTH, QUEUE_OLDEST_AGE, JOBS_RUNNING):
+            gauge.clear()
+        DEAD_LETTERS.set(float("nan"))
+        return
+    for queue, info in stats["queues"].items():
+        QUEUE_DEPTH.labels(queue=queue).set(info["depth"])
+        QUEUE_OLDEST_AGE.labels(queue=queue).set(info["oldest_age_seconds"] or 0)
+    for job_type, running in stats["running_by_type"].items():
+        JOBS_RUNNING.labels(type=job_type).set(running)
+    DEAD_LETTERS.set(stats["dead"])

@@ -1,0 +1,1 @@
+"""Webhooks: signatures, the SSRF guard on callback URLs, and delivery from the workers."""

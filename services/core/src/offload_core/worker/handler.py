@@ -1,0 +1,36 @@
+"""What a worker's job handler sees, and what it must return.
+
+A handler is `Callable[[JobContext], dict]`: it reads the job's payload and parameters from the
+context, reports progress and streamed tokens through it, and returns a JSON-serialisable
+result. It raises `RetryableJobError` / `PermanentJobError` (offload_core.errors) to fail, and
+lets `JobCancelled` (raised by `checkpoint()`, `progress()` and `tokens()`) propagate.
+The runner in `offload_core.worker.runner` owns everything else: claiming, leases, state changes,
+retries, the result record.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from offload_core.settings import Settings
+
+
+class JobContext(Protocol):
+    job_id: str
+    tenant: str
+    attempt: int            # 1 on the first run
+    payload: bytes          # OCR: the uploaded file; LLM: the request as JSON bytes
+    params: dict[str, Any]  # job parameters stored at submit time (e.g. {"languages": "eng"})
+    settings: Settings
+
+    def checkpoint(self) -> None:
+        """Raise JobCancelled if the job was cancelled. Cheap: call it between pages or tokens."""
+
+    def progress(self, current: int, total: int, message: str = "") -> None:
+        """Record progress (an event clients see) and check for cancellation."""
+
+    def tokens(self, text: str) -> None:
+        """Append streamed output text; buffered and flushed as `token` events. Checks cancel."""
+
+
+JobHandler = Callable[[JobContext], dict[str, Any]]

@@ -1,0 +1,109 @@
+"""Start a worker: the Celery app for one job type, the shared runner, the health/metrics port.
+
+`offload-worker-ocr` and `offload-worker-llm` call `run_worker` with their handler; the
+container, `make run` and the tests all start workers through these same commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+
+from offload_core.jobs.worker_store import connect_sync
+from offload_core.observability import multiprocess as multiprocess_metrics
+from offload_core.observability.logs import configure_logging, redact_settings
+from offload_core.observability.telemetry import preload as preload_tracing
+from offload_core.observability.telemetry import setup_tracing, shutdown_tracing
+from offload_core.observability.tracing import install_job_context
+from offload_core.queue.celery_app import make_celery
+from offload_core.queue.routing import TASK_NAMES, WEBHOOK_TASK, queues_for
+from offload_core.settings import Settings
+from offload_core.types import JobType
+from offload_core.webhooks.delivery import register_webhook_task
+from offload_core.worker.handler import JobHandler
+from offload_core.worker.http import start_health_server
+from offload_core.worker.runner import JobRunner
+
+log = logging.getLogger("offload.worker")
+
+
+def build_worker(job_type: JobType, handler: JobHandler, settings: Settings) -> Celery:
+    app = make_celery(settings, job_type)
+    JobRunner(app, job_type, handler, settings).register()
+    register_webhook_task(app, settings)  # webhooks are delivered by the same workers
+    return app
+
+
+# Celery's lines for every task: "received" (in the parent, which paces prefetch-1 delivery)
+# and "succeeded in". The runner already writes one line per delivery saying what became of
+# it, so these only doubled the log and cost about a tenth of a no-op job (BENCHMARKS.md).
+# Their warnings and errors still come through; OFFLOAD_LOG_LEVEL=DEBUG brings them all back.
+CELERY_PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
+def quiet_celery_per_task_lines() -> None:
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in CELERY_PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler],
+               on_process_start: Callable[[Settings], None] | None = None) -> None:
+    configure_logging()
+    quiet_celery_per_task_lines()
+    # Before any job process exists: they inherit the mode and all count into one directory.
+    multiprocess_metrics.enable()
+    settings = Settings()
+    redact_settings(settings)
+    app = build_worker(job_type, make_handler(settings), settings)
+    server = start_health_server(settings, connect_sync(settings))
+    main_pid = os.getpid()
+    service_name = f"offload-worker-{job_type.value}"
+    preload_tracing(celery=True)
+
+    def start_tracing() -> None:
+        if setup_tracing(service_name, celery=True) is not None:
+            install_job_context([TASK_NAMES[job_type], WEBHOOK_TASK])
+
+    @setup_logging.connect(weak=False)
+    def _own_logging(**_: object) -> None:
+        # Connected, this tells Celery to leave logging alone: otherwise it gives loggers that
+        # have no handler yet (billiard's, for one) its own plain-text handler.
+        configure_logging()
+
+    @worker_process_init.connect(weak=False)
+    def _child_started(**_: object) -> None:
+        configure_logging()
+        if server is not None and os.getpid() != main_pid:
+            server.socket.close()  # the port belongs to the parent; children only run jobs
+        start_tracing()  # here, not before the fork (see offload_core.observability.telemetry)
+        if on_process_start is not None:
+            on_process_start(settings)
+
+    @worker_process_shutdown.connect(weak=False)
+    def _child_exiting(**_: object) -> None:
+        # A recycled child ends with os._exit: without this its last spans would be lost.
+        shutdown_tracing()
+
+    if settings.worker_pool == "threads":
+        start_tracing()  # no job processes and no worker_process_init: jobs run in this one
+
+    argv = [
+        "--quiet",  # no banner: stdout carries JSON log lines only
+        "worker",
+        "--loglevel=INFO",
+        f"--concurrency={settings.worker_concurrency}",
+        f"--pool={settings.worker_pool}",
+        f"--queues={','.join(queues_for(job_type))}",
+        f"--hostname={job_type.value}@{socket.gethostname()}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    log.info("starting %s worker on %s", job_type.value, ", ".join(queues_for(job_type)))
+    app.worker_main(argv)
