@@ -25,7 +25,7 @@ CHART            := charts/offload
 SERVICES         := gateway status worker-ocr worker-llm
 IMAGE_PREFIX     ?= localhost/offload
 IMAGE_TAG        ?= dev
-# Base image of every Dockerfile stage; empty keeps the Dockerfiles' pinned default. Where no
+# Base image of every Dockerfile stage; empty keeps the Dockerfile's pinned default. Where no
 # registry can be reached, `make image-base` makes LOCAL_PYTHON_BASE from Debian packages.
 PYTHON_BASE      ?=
 LOCAL_PYTHON_BASE := localhost/offload-pybase:bookworm
@@ -72,7 +72,7 @@ $(CHECKOV):
 chart-lint: $(HELM) ## helm lint --strict (defaults and every example values file), hadolint
 	$(HELM) lint --strict $(CHART)
 	for f in k8s/values/*.yaml; do $(HELM) lint --strict $(CHART) -f $$f || exit 1; done
-	$(VENV)/bin/hadolint $(foreach s,$(SERVICES),services/$(s)/Dockerfile)
+	$(VENV)/bin/hadolint services/Dockerfile
 
 chart-test: chart-tools ## the chart tests without the slow image builds (~1 min)
 	$(VENV)/bin/pytest tests/chart -m "not slow"
@@ -81,12 +81,12 @@ chart-test: chart-tools ## the chart tests without the slow image builds (~1 min
 
 images: ## build the four images (IMAGE_PREFIX, IMAGE_TAG, PYTHON_BASE, CONTAINER_ENGINE)
 	for s in $(SERVICES); do \
-	  $(CONTAINER_ENGINE) build -f services/$$s/Dockerfile -t $(IMAGE_PREFIX)-$$s:$(IMAGE_TAG) \
+	  $(CONTAINER_ENGINE) build -f services/Dockerfile --build-arg SERVICE=$$s -t $(IMAGE_PREFIX)-$$s:$(IMAGE_TAG) \
 	    $(if $(PYTHON_BASE),--build-arg PYTHON_BASE=$(PYTHON_BASE)) \
 	    $(if $(and $(filter podman,$(CONTAINER_ENGINE)),$(wildcard $(CA_BUNDLE))),-v $(CA_BUNDLE):$(CA_BUNDLE):ro) \
 	    . || exit 1; \
 	done
-	$(CONTAINER_ENGINE) build -f services/worker-llm/Dockerfile --target runtime-llamacpp \
+	$(CONTAINER_ENGINE) build -f services/Dockerfile --build-arg SERVICE=worker-llm --target runtime-llamacpp \
 	  -t $(IMAGE_PREFIX)-worker-llm:$(IMAGE_TAG)-llamacpp \
 	  $(if $(PYTHON_BASE),--build-arg PYTHON_BASE=$(PYTHON_BASE)) \
 	  $(if $(and $(filter podman,$(CONTAINER_ENGINE)),$(wildcard $(CA_BUNDLE))),-v $(CA_BUNDLE):$(CA_BUNDLE):ro) .

@@ -1,7 +1,7 @@
-"""The four images, built with podman from their Dockerfiles and run as the chart runs them: an OCR
+"""The four images, built with podman from their Dockerfile and run as the chart runs them: an OCR
 job and an LLM job go through the containers (`make image-test`; slow).
 
-No registry can be reached here, so the Dockerfiles' base ARG points at a base image made from
+No registry can be reached here, so the Dockerfile's base ARG points at a base image made from
 Debian packages (`make image-base`). Each container gets what its rendered pod gives it: the
 command, the environment (local_pod.py), the mounted Secrets and ConfigMaps, the user, a
 read-only root with a tmpfs /tmp, no capabilities. The containers share the host network, so
@@ -54,7 +54,8 @@ def images() -> dict[str, str]:
     built = {}
     for service in SERVICES:
         image = f"localhost/offload-{service}:{TAG}"
-        args = ["build", "-f", f"services/{service}/Dockerfile", "-t", image, "--build-arg", f"PYTHON_BASE={BASE_IMAGE}"]
+        args = ["build", "-f", "services/Dockerfile", "--build-arg", f"SERVICE={service}", "-t", image,
+                "--build-arg", f"PYTHON_BASE={BASE_IMAGE}"]
         if CA_BUNDLE.exists():  # builds reach PyPI through this machine's trust store
             args += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
         podman(*args, str(REPO))
@@ -197,7 +198,7 @@ def test_the_llamacpp_target_runs_the_bundled_model_in_a_locked_down_container(i
     """The second worker-llm target: llama.cpp compiled in the builder (minutes, then cached),
     run with only libgomp added, as the chart runs it (non-root, read-only root, no capabilities)."""
     image = f"localhost/offload-worker-llm:{TAG}-llamacpp"
-    args = ["build", "-f", "services/worker-llm/Dockerfile", "--target", "runtime-llamacpp", "-t", image,
+    args = ["build", "-f", "services/Dockerfile", "--build-arg", "SERVICE=worker-llm", "--target", "runtime-llamacpp", "-t", image,
             "--build-arg", f"PYTHON_BASE={BASE_IMAGE}"]
     if CA_BUNDLE.exists():
         args += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]

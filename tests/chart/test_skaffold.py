@@ -1,5 +1,6 @@
-"""skaffold.yaml agrees with the repository: one artifact per service Dockerfile, image values
-the chart accepts, port-forwards to Services the chart makes, sync targets that exist."""
+"""skaffold.yaml agrees with the repository: one artifact per service, built from the one
+Dockerfile, image values the chart accepts, port-forwards to Services the chart makes, sync
+targets that exist."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def test_one_artifact_per_service_built_from_its_own_dockerfile(name: str, build
         artifact = artifacts[f"offload-{service}"]
         assert artifact["context"] == "."
         dockerfile = REPO / artifact["docker"]["dockerfile"]
-        assert dockerfile == REPO / "services" / service / "Dockerfile" and dockerfile.exists()
+        assert dockerfile == REPO / "services" / "Dockerfile" and dockerfile.exists()
+        assert artifact["docker"]["buildArgs"]["SERVICE"] == service
         target = artifact["docker"].get("target")
         if target:
             assert re.search(rf"^FROM .* AS {re.escape(target)}$", dockerfile.read_text(), flags=re.M), target
@@ -77,7 +79,7 @@ def test_port_forwards_point_at_the_gateway_and_status_services(helm: Helm) -> N
 def test_kind_profile_syncs_python_sources_into_the_installed_packages() -> None:
     kind = PROFILES["kind"]
     assert kind["activation"] == [{"kubeContext": "kind-offload"}]
-    dockerfile_base = re.search(r"^ARG PYTHON_BASE=python:(\d+\.\d+)", (REPO / "services/gateway/Dockerfile").read_text(),
+    dockerfile_base = re.search(r"^ARG PYTHON_BASE=python:(\d+\.\d+)", (REPO / "services/Dockerfile").read_text(),
                                 flags=re.M)
     site_packages = f"/app/.venv/lib/python{dockerfile_base.group(1)}/site-packages"
     synced = {a["image"]: a["sync"]["manual"] for a in kind["build"]["artifacts"] if "sync" in a}

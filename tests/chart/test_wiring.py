@@ -33,10 +33,8 @@ LLM_KEY = "llm-server-key-for-the-wiring-test"
 
 def image_env(service: str) -> dict[str, str]:
     """The ENV lines of the service image's runtime stage, with /app/.venv meaning this venv."""
-    text = (REPO / "services" / service / "Dockerfile").read_text()
-    runtime = text[text.rindex("\nFROM "):]
-    if service == "worker-llm":
-        runtime = text[text.index(" AS runtime-base"):text.index(" AS runtime-llamacpp")]
+    text = (REPO / "services" / "Dockerfile").read_text().replace("${SERVICE}", service)
+    runtime = text[text.index(" AS runtime-base"):text.index(" AS runtime-llamacpp")] + text[text.rindex("\nFROM "):]
     env: dict[str, str] = {}
     for block in re.findall(r"^ENV (.*?)(?<!\\)$", runtime, flags=re.M | re.S):
         for name, value in re.findall(r"(\w+)=(\S+)", block.replace("\\\n", " ")):
