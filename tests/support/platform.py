@@ -44,6 +44,11 @@ class Platform:
         return httpx.post(f"{self.gateway.url}/v1/jobs/llm", json=body, headers=self.headers(tenant, **headers),
                           timeout=30)
 
+    def submit_probe(self, body: dict[str, Any], tenant: str = "ops", **headers: str) -> httpx.Response:
+        """A diagnostic probe job (admin tenants only by default: `ops` is one)."""
+        return httpx.post(f"{self.gateway.url}/v1/jobs/probe", json=body, headers=self.headers(tenant, **headers),
+                          timeout=30)
+
     def submit_ocr(self, data: bytes, filename: str = "doc.png", tenant: str = "alice",
                    fields: dict[str, str] | None = None, content_type: str = "application/octet-stream",
                    **headers: str) -> httpx.Response:

@@ -9,6 +9,6 @@ Folders are layers: each imports only the ones below it (tests/core/test_layers.
     jobs/           the record, keys, Lua scripts, the API-side and worker-side stores, job metrics
     queue/          routing, the Celery app and transport, messages, scaling
     observability/  logs, tracing, Prometheus exposition
-    documents/ llm/ what OCR and LLM jobs take as input, validated
+    documents/ llm/ probe/   what OCR, LLM and probe jobs take as input, validated
     types, errors, settings, process_local   the names, exceptions and settings all of them share
 """

@@ -56,8 +56,11 @@ class Settings(BaseSettings):
     webhook_secrets_file: Path | None = None
     # Callback hosts or CIDRs allowed even though they are private (SSRF guard exceptions).
     webhook_allowlist: str = ""
-    webhook_timeout_seconds: float = 10.0
+    # One delivery attempt, whole (resolution, connection, request and the complete answer).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     webhook_max_attempts: int = Field(default=5, ge=1)
+    # Deliveries in flight at once per gateway process.
+    webhook_concurrency: int = Field(default=16, ge=1, le=1024)
 
     # Where clients follow a job: the status service's public base URL (Location header).
     status_public_url: str = "http://localhost:8001"
@@ -70,21 +73,46 @@ class Settings(BaseSettings):
     # One access log line per API request (offload.access); probes and scrapes only when they fail.
     access_log: bool = True
 
-    # Job records, results and events live this long after the job was created or finished.
-    retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # A job's record and result live this long after the job ended; an unfinished job never expires.
+    retention_seconds: int = Field(default=7 * 24 * 3600, ge=10)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     events_maxlen: int = Field(default=10_000, ge=100)
+    # A finished job's event stream is kept this long, for live followers to read its end; later
+    # replays give the job's final state from its record.
+    events_grace_seconds: int = Field(default=120, ge=1)
 
-    # Backpressure per tenant.
+    # Backpressure per tenant: submissions per minute, unfinished jobs, and their input bytes.
     rate_limit_per_minute: int = Field(default=1200, ge=1)
     max_queued_per_tenant: int = Field(default=10_000, ge=1)
+    max_queued_bytes_per_tenant: int = Field(default=1024 * 1024 * 1024, ge=1024)
+
+    # Scheduled jobs (run_at / delay_seconds) may be due at most this far ahead.
+    max_schedule_ahead_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    # How often the gateway moves due scheduled and retrying jobs onto their queues.
+    delayed_poll_seconds: float = Field(default=0.25, gt=0, le=5)
+    # How often the gateway looks for running jobs whose lease lapsed (their worker is gone) and
+    # queues them again; recovery takes up to lease_seconds plus this.
+    lease_reaper_seconds: float = Field(default=5.0, gt=0, le=60)
+    # How often the gateway recomputes each tenant's quota counts from the job indexes (drift is
+    # corrected once seen twice), and trims indexes of expired jobs. 0 turns it off.
+    reconcile_seconds: int = Field(default=300, ge=0)
+
+    # The diagnostic job type (POST /v1/jobs/probe): `admin` tenants only (the default), `all`
+    # tenants, or `off`.
+    probe_jobs: Literal["admin", "all", "off"] = "admin"
+    probe_max_sleep_seconds: int = Field(default=300, ge=0)
+    probe_soft_time_limit_seconds: int = Field(default=330, ge=1)
+    probe_hard_time_limit_seconds: int = Field(default=360, ge=1)
+    probe_max_attempts: int = Field(default=3, ge=1)
 
     # Delivery guarantees. The visibility timeout must exceed every hard time limit, or a
     # long job is handed to a second worker while the first still runs it.
+    # kombu's own redelivery of an unacknowledged message: the last line of defence, since a lost
+    # worker's job is recovered by its lease (lease_seconds, lease_reaper_seconds).
     visibility_timeout_seconds: int = Field(default=3600, ge=5)
     lease_seconds: int = Field(default=30, ge=2)
-    # How often the gateway looks for jobs whose queue message was lost (sweeper.py); a job is
-    # looked for once it has waited this long. 0 turns the sweep off.
+    # How often the gateway looks for queued jobs whose queue message was lost (sweeper.py); a
+    # job is looked for once it has waited this long. 0 turns the sweep off.
     lost_message_sweep_seconds: int = Field(default=60, ge=0)
     retry_backoff_base_seconds: float = Field(default=2.0, ge=0)
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
@@ -146,6 +174,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> "Settings":
         problems: list[str] = []
+        if self.probe_max_sleep_seconds >= self.probe_soft_time_limit_seconds:
+            problems.append(f"probe max sleep ({self.probe_max_sleep_seconds}s) must be below the probe soft time "
+                            f"limit ({self.probe_soft_time_limit_seconds}s)")
         for jt in JobType:
             soft, hard = self.time_limits(jt)
             if soft >= hard:
@@ -179,9 +210,8 @@ class Settings(BaseSettings):
             raise ValueError("no API keys: set OFFLOAD_API_KEYS or OFFLOAD_API_KEYS_FILE (tenant:key pairs)")
 
     def time_limits(self, job_type: JobType | str) -> tuple[int, int]:
-        if JobType(job_type) is JobType.OCR:
-            return self.ocr_soft_time_limit_seconds, self.ocr_hard_time_limit_seconds
-        return self.llm_soft_time_limit_seconds, self.llm_hard_time_limit_seconds
+        p = JobType(job_type).value
+        return getattr(self, f"{p}_soft_time_limit_seconds"), getattr(self, f"{p}_hard_time_limit_seconds")
 
     def scaling(self, job_type: JobType | str) -> dict[str, int]:
         p = JobType(job_type).value
@@ -189,7 +219,8 @@ class Settings(BaseSettings):
                 ("list_length", "activation_list_length", "min_replicas", "max_replicas")}
 
     def max_attempts(self, job_type: JobType | str) -> int:
-        return self.ocr_max_attempts if JobType(job_type) is JobType.OCR else self.llm_max_attempts
+        return {JobType.OCR: self.ocr_max_attempts, JobType.LLM: self.llm_max_attempts,
+                JobType.PROBE: self.probe_max_attempts}[JobType(job_type)]
 
     @cached_property
     def api_key_pairs(self) -> list[tuple[str, str]]:

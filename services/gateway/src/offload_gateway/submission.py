@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from fastapi.responses import JSONResponse
 
 from offload_core.jobs.store import JobStore, NewJob
@@ -35,6 +40,43 @@ def parse_callback(value: str | None, settings: Settings, tenant: str) -> str | 
                            "no webhook signing secret is configured for your tenant, so callbacks cannot be sent; "
                            "ask the operator to set one, or poll the status API")
     return value
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a job should run, as the client asked (kept in the job's params) and as a time."""
+
+    run_at: float | None  # None: now
+    asked: dict[str, Any]  # {"run_at": "..."} or {"delay_seconds": n}; {} for now
+
+
+def parse_schedule(run_at: str | None, delay_seconds: str | float | None, settings: Settings) -> Schedule:
+    """`run_at` (RFC 3339 with a UTC offset) or `delay_seconds` (0 up to the maximum), not both."""
+    limit = settings.max_schedule_ahead_seconds
+    if run_at is not None and delay_seconds is not None:
+        raise ProblemError(422, "Invalid schedule", "give run_at or delay_seconds, not both")
+    if run_at is not None:
+        try:
+            when = datetime.fromisoformat(str(run_at).strip())
+        except ValueError:
+            raise ProblemError(422, "Invalid run_at", "run_at must be an RFC 3339 time with a UTC offset, "
+                                                      "e.g. 2026-12-06T15:00:00Z") from None
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ProblemError(422, "Invalid run_at", "run_at needs a UTC offset (Z or +01:00, say): "
+                                                      "without one the time is ambiguous")
+        ts = when.timestamp()
+        if ts - time.time() > limit:
+            raise ProblemError(422, "Invalid run_at", f"run_at may be at most {limit} s ({limit / 86400:g} days) ahead")
+        return Schedule(ts, {"run_at": str(run_at).strip()})
+    if delay_seconds is not None:
+        try:
+            delay = float(delay_seconds)
+        except (TypeError, ValueError):
+            raise ProblemError(422, "Invalid delay_seconds", "delay_seconds must be a number of seconds") from None
+        if not 0 <= delay <= limit:  # (NaN fails this too)
+            raise ProblemError(422, "Invalid delay_seconds", f"delay_seconds must be from 0 to {limit}")
+        return Schedule(time.time() + delay if delay > 0 else None, {"delay_seconds": delay})
+    return Schedule(None, {})
 
 
 def parse_idempotency_key(value: str | None) -> str | None:
@@ -75,4 +117,9 @@ async def submit(store: JobStore, new: NewJob) -> JSONResponse:
         raise ProblemError(429, "Queued-job quota exceeded",
                            f"your tenant already has {store.settings.max_queued_per_tenant} unfinished jobs; "
                            "wait for some to finish", headers={"Retry-After": str(outcome.retry_after)})
+    if outcome.status == "bytes_exceeded":
+        raise ProblemError(429, "Queued-bytes quota exceeded",
+                           f"your tenant's unfinished jobs would hold more than "
+                           f"{store.settings.max_queued_bytes_per_tenant} bytes of input; wait for some to finish",
+                           headers={"Retry-After": str(outcome.retry_after)})
     raise RuntimeError(f"unexpected submit outcome {outcome.status}")

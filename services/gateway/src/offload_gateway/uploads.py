@@ -28,6 +28,8 @@ class OcrForm:
     languages: str | None
     priority: str | None
     callback_url: str | None
+    run_at: str | None = None
+    delay_seconds: str | None = None
 
 
 def _too_large(limit: int) -> ProblemError:
@@ -82,6 +84,7 @@ async def read_ocr_form(request: Request, max_bytes: int) -> OcrForm:
 
         return OcrForm(data=data, filename=(upload.filename or "upload")[:255],
                        declared_type=upload.content_type or "", languages=text("languages"),
-                       priority=text("priority"), callback_url=text("callback_url"))
+                       priority=text("priority"), callback_url=text("callback_url"), run_at=text("run_at"),
+                       delay_seconds=text("delay_seconds"))
     finally:
         await form.close()

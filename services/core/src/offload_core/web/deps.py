@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPBearer
 
 from offload_core.jobs.store import JobStore, connect
-from offload_core.maintenance.sweeper import LostMessageSweeper
+from offload_core.maintenance.loop import Maintenance
 from offload_core.settings import Settings
 from offload_core.web.auth import ApiKeys, Principal
 
@@ -50,8 +50,8 @@ def settle_collector() -> None:
     gc.set_threshold(COLLECTOR_GEN0_THRESHOLD, gen1, gen2)
 
 
-def lifespan_for(settings: Settings, *, sweep_lost_messages: bool = False):
-    """`sweep_lost_messages`: run the lost-message sweep (the gateway, which owns the queues)."""
+def lifespan_for(settings: Settings, *, maintenance: bool = False):
+    """`maintenance`: run the platform's background work (the gateway: maintenance/loop.py)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,18 +59,17 @@ def lifespan_for(settings: Settings, *, sweep_lost_messages: bool = False):
         redis = connect(settings)
         store = JobStore(redis, settings)
         app.state.services = Services(settings, store, ApiKeys.from_settings(settings))
-        sweep = None
-        if sweep_lost_messages and settings.lost_message_sweep_seconds > 0:
-            sweeper = LostMessageSweeper(store, interval_seconds=settings.lost_message_sweep_seconds)
-            sweep = asyncio.create_task(sweeper.run(), name="lost-message-sweep")
+        background = None
+        if maintenance:
+            background = asyncio.create_task(Maintenance(store).run(), name="maintenance")
         settle_collector()
         try:
             yield
         finally:
-            if sweep is not None:
-                sweep.cancel()
+            if background is not None:
+                background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                    await background
             await redis.aclose()
 
     return lifespan
