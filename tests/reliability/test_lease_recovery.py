@@ -70,8 +70,9 @@ def test_a_job_killed_again_and_again_still_ends_dead_after_max_attempts(platfor
     env = {"OFFLOAD_LEASE_SECONDS": "3", "OFFLOAD_LEASE_REAPER_SECONDS": "1", "OFFLOAD_PROBE_MAX_ATTEMPTS": "2"}
     platform = platform_factory.start(workers=("ocr",), env=env)
     job_id = platform.submit_probe(RUNNING_JOB).json()["id"]
-    for _ in range(2):  # every attempt's worker is lost
-        wait_for(lambda: platform.job(job_id, ADMIN)["state"] == "running", 60, "the job to run")
+    for attempt in (1, 2):  # every attempt's worker is lost
+        wait_for(lambda: (platform.job(job_id, ADMIN)["state"], platform.job(job_id, ADMIN)["attempts"]) ==
+                 ("running", attempt), 60, f"attempt {attempt} to run")
         _kill_whole_worker(platform.workers["ocr"])
         platform.workers["ocr"] = platform_factory.start_worker("ocr", platform_factory.env(**env))
     wait_all_terminal(store, [job_id], timeout=60)
