@@ -12,7 +12,7 @@ import offload_core.jobs.metrics  # noqa: F401 - registers the job metrics
 import offload_core.web.observability  # noqa: F401 - registers the HTTP metrics
 import offload_core.web.queue_metrics  # noqa: F401 - registers the queue gauges
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "k8s" / "grafana" / "offload-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "offload" / "files" / "offload-dashboard.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 
 
