@@ -142,13 +142,16 @@ class Prometheus(Process):
         assert body["status"] == "success", body
         return [{"metric": r["metric"], "values": [float(v) for _, v in r["values"]]} for r in body["data"]["result"]]
 
-    def wait_for_scrape_after(self, moment: float, timeout: float = 30) -> float:
-        """Wait until every target was scraped, successfully, after `moment`; returns when."""
-        def fresh() -> bool:
-            ups = self.query("timestamp(up) and up == 1")
-            return len(ups) == len(self.targets) and min(u["value"] for u in ups) > moment
+    def wait_for_scrape_after(self, moment: float, jobs: tuple[str, ...] | None = None, timeout: float = 30) -> float:
+        """Wait until each target (or those of `jobs`) was scraped, successfully, after `moment`;
+        returns when."""
+        jobs = tuple(jobs or self.targets)
 
-        wait_for(fresh, timeout, f"a scrape of all {len(self.targets)} targets after {moment}", interval=0.2)
+        def fresh() -> bool:
+            ups = {u["metric"]["job"]: u["value"] for u in self.query("timestamp(up) and up == 1")}
+            return all(ups.get(job, 0) > moment for job in jobs)
+
+        wait_for(fresh, timeout, f"a scrape of {', '.join(jobs)} after {moment}", interval=0.2)
         return time.time()
 
 
@@ -168,8 +171,15 @@ class JaegerSpan:
     name: str
     kind: str
     service: str
-    status: str  # STATUS_CODE_UNSET, _OK, _ERROR
+    status: str  # UNSET, OK, ERROR
     attributes: dict[str, Any] = field(hash=False)
+    start_ns: int = 0
+    end_ns: int = 0
+
+
+# Jaeger's API v3 writes OTLP JSON with enum numbers: span kinds and status codes.
+SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+STATUS_CODES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
 
 def _otlp_json_value(value: dict[str, Any]) -> Any:
@@ -225,10 +235,10 @@ class Jaeger(Process):
                 for s in scope["spans"]:
                     spans.append(JaegerSpan(
                         trace_id=s["traceId"], span_id=s["spanId"], parent_span_id=s.get("parentSpanId") or None,
-                        name=s["name"], kind=s["kind"].removeprefix("SPAN_KIND_"),
-                        service=resource["service.name"],
-                        status=s.get("status", {}).get("code", "STATUS_CODE_UNSET"),
-                        attributes={a["key"]: _otlp_json_value(a["value"]) for a in s.get("attributes", [])}))
+                        name=s["name"], kind=SPAN_KINDS[s.get("kind", 0)], service=resource["service.name"],
+                        status=STATUS_CODES[s.get("status", {}).get("code", 0)],
+                        attributes={a["key"]: _otlp_json_value(a["value"]) for a in s.get("attributes", [])},
+                        start_ns=int(s["startTimeUnixNano"]), end_ns=int(s["endTimeUnixNano"])))
         return spans
 
     def wait_for_trace(self, trace_id: str, complete, timeout: float = 60) -> list[JaegerSpan]:
@@ -259,7 +269,9 @@ class Collector(Process):
         self.grpc_port, self.http_port = free_port(), free_port()
         config = Path(tempfile.mkstemp(prefix="otelcol-", suffix=".yaml", dir=workdir)[1])
         config.write_text(config_text)
-        exporter = next(name for name in yaml.safe_load(config_text)["exporters"] if name.startswith("otlp_grpc/"))
+        # The OTLP/gRPC exporter: `otlp` (the type's name until v0.140, then `otlp_grpc`).
+        exporter = next(name for name in yaml.safe_load(config_text)["exporters"]
+                        if name.split("/")[0] in ("otlp", "otlp_grpc"))
         sets = {"receivers::otlp::protocols::grpc::endpoint": f"127.0.0.1:{self.grpc_port}",
                 "receivers::otlp::protocols::http::endpoint": f"127.0.0.1:{self.http_port}",
                 f"exporters::{exporter}::endpoint": jaeger.otlp_grpc,
