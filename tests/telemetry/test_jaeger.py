@@ -142,6 +142,7 @@ def test_jaeger_returns_the_jobs_connected_trace_by_its_trace_id(scenario: Scena
     assert (publish.parent_span_id, publish.service) == (server.span_id, GATEWAY)
     assert (run.parent_span_id, run.service) == (publish.span_id, WORKERS[job_type])
     assert run.attributes["offload.job_id"] == job["id"]
+    assert (run.attributes["offload.outcome"], run.attributes["offload.attempt"], run.status) == ("succeeded", 1, "UNSET")
     work = "ocr.page" if job_type == "ocr" else "llm.generate"
     assert one(spans, name=work).parent_span_id == run.span_id
     reads = [s for s in spans if s.service == STATUS and s.kind == "SERVER"]
