@@ -10,6 +10,8 @@
 # $(GO_TOOLS)/bin/<name>. A version directory also carries a hash of its manifest, so a changed
 # manifest builds anew and an unchanged one is never rebuilt. Without Go the builds are skipped
 # with a message, and the suites that need them skip with the same reason.
+# Measured on 2 cores (a cold Go cache, then all three): ~520 CPU-seconds, 2.2 GiB peak (Jaeger's
+# link), +1.9 GB build cache and +1.3 GB modules; with the caches warm ~8 CPU-seconds.
 
 GO         ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go))
 GO_TOOLS   ?= $(HOME)/.cache/offload/go-tools
@@ -63,7 +65,7 @@ $(OCB):
 # ocb writes the distribution's sources into ./dist (the manifest's output_path), fetches the
 # modules and compiles; the sources are thrown away, the binary kept.
 $(OTELCOL): | $(OCB)
-	@echo "== building the OpenTelemetry Collector $(OTELCOL_VERSION) with ocb (cold: a few CPU-minutes)"
+	@echo "== building the OpenTelemetry Collector $(OTELCOL_VERSION) with ocb (after Jaeger: ~1 CPU-minute)"
 	@mkdir -p $(@D) $(GO_TOOLS)/bin
 	cd $(@D) && rm -rf dist && $(GO_BUILD_ENV) $(OCB) --config $(CURDIR)/$(OTELCOL_MANIFEST)
 	mv $(@D)/dist/otelcol-offload $@ && rm -rf $(@D)/dist
@@ -71,7 +73,7 @@ $(OTELCOL): | $(OCB)
 	$@ --version
 
 $(JAEGER):
-	@echo "== building Jaeger $(JAEGER_VERSION) (v2) from its Go module (cold: a few CPU-minutes)"
+	@echo "== building Jaeger $(JAEGER_VERSION) (v2) from its Go module (cold: ~7.5 CPU-minutes, 2.2 GiB peak)"
 	@mkdir -p $(@D) $(GO_TOOLS)/bin
 	cd $(JAEGER_MODULE) && $(GO_BUILD_ENV) $(GO) build -trimpath -ldflags "-s -w" -o $@ \
 	  github.com/jaegertracing/jaeger/cmd/jaeger
