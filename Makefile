@@ -12,8 +12,9 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The Kubernetes and benchmark targets. Included here, before the rules below, because a rule's
-# prerequisites are expanded when make reads it: `test` needs K8S_TEST_PREREQS already defined.
-include mk/kubernetes.mk mk/bench.mk
+# prerequisites are expanded when make reads it: `test` needs K8S_TEST_PREREQS (and
+# OBS_TEST_PREREQS: Prometheus, the Collector, Jaeger) already defined.
+include mk/kubernetes.mk mk/bench.mk mk/observability.mk
 
 .PHONY: help run test test-fast sync uv test-deps clean
 
@@ -43,11 +44,11 @@ test-deps:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
-test: sync test-deps $(K8S_TEST_PREREQS)
+test: sync test-deps $(K8S_TEST_PREREQS) $(OBS_TEST_PREREQS)
 	$(VENV)/bin/pytest
 
 # Everything but the suites marked slow (a quicker loop while developing).
-test-fast: sync test-deps chart-tools
+test-fast: sync test-deps chart-tools $(OBS_TEST_PREREQS)
 	$(VENV)/bin/pytest -m "not slow"
 
 clean:

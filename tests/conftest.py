@@ -89,7 +89,10 @@ def llama_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf),
              "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-             "--n_threads", "2", "--n_ctx", "2048"],
+             "--n_threads", "2", "--n_ctx", "2048",
+             # By default a new request cuts off the stream in progress; a server in front of
+             # several worker processes must queue them instead.
+             "--interrupt_requests", "false"],
             stdout=log, stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}/v1"

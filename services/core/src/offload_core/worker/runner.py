@@ -35,7 +35,7 @@ from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.backoff import backoff_seconds
 from offload_core.jobs.record import Job
 from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
-from offload_core.observability.tracing import job_trace_headers, publish_span
+from offload_core.observability.tracing import job_trace_headers, publish_span, record_run_outcome
 from offload_core.process_local import PerProcess
 from offload_core.queue.messages import build_task_message
 from offload_core.queue.routing import TASK_NAMES
@@ -251,6 +251,7 @@ class JobRunner:
     def _finish(self, store: WorkerJobStore, job: Job, wid: str, state: JobState, *,
                 result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
         if store.finish(job, wid, state, result=result, error=error):
+            record_run_outcome(state.value, job.attempts, (error or {}).get("type"))
             # With the lines above, one line per delivery says what became of it; Celery's own
             # "received" and "succeeded in" lines are off in workers (worker.main).
             run_ms = (time.time() - job.started_at) * 1000 if job.started_at else 0.0
@@ -273,6 +274,7 @@ class JobRunner:
                                          tenant=job.tenant, headers=trace_headers or headers, delivery_tag=tag)
         if store.finish(job, wid, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay,
                         message=message, message_tag=tag):
+            record_run_outcome(JobState.RETRYING.value, job.attempts, exc.error_type)
             log.info("job %s retrying in %.1f s (attempt %d of %d): %s: %s", job.id, delay, job.attempts,
                      job.max_attempts, exc.error_type, exc.message)
 
