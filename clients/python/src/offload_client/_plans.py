@@ -38,8 +38,8 @@ T = TypeVar("T")
 
 # Answers worth asking again for: refused for now (429) or unavailable for now (503).
 RETRYABLE_STATUS = frozenset({429, 503})
-DEFAULT_RECONNECT_SECONDS = 1.0
-MAX_RECONNECT_SECONDS = 10.0
+DEFAULT_RECONNECT_SECONDS = 1.0  # before opening a lost stream again, until the server says (`retry:`)
+MAX_RECONNECT_SECONDS = 10.0     # the most a server's `retry:` may make us wait
 STREAM_ENDED = "the stream ended"
 
 
@@ -149,11 +149,13 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
     """Emit the job's events from the start (or after `last_event_id`) until its terminal state,
     or until `deadline` (a `time.monotonic()` time) passes. Returns the last state it saw.
 
-    A lost stream is opened again with `Last-Event-ID`, so no event is lost or repeated: after
-    the server's `retry:` delay, or its `Retry-After` when it refused (429) or was unavailable
-    (503). After more than `config.max_stream_reconnects` connections in a row that brought no
-    event, it gives up. A terminal state in the middle of a replay is not the end: a requeued
-    job has events after its first end, and the server sends them all.
+    A stream that was cut, or that the server ended (it may cap a stream's lifetime), is opened
+    again with `Last-Event-ID`, so no event is lost or repeated: after the server's `retry:`
+    delay, or after its `Retry-After` when it refused (429) or was unavailable (503); a
+    `Retry-After` longer than `config.retry.max_delay` is raised at once. After more than
+    `config.max_stream_reconnects` connections in a row that brought no event, it gives up.
+    A terminal state in the middle of a replay is not the end: a requeued job has events after
+    its first end, and the server sends them all.
     """
     last_id = last_event_id or ""
     last_state: str | None = None
@@ -198,10 +200,12 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
         yield CloseStream()
         if deadline is not None and time.monotonic() >= deadline:
             return last_state
-        if cause == STREAM_ENDED:
+        if cause == STREAM_ENDED and not got_event:
+            # Nothing after our cursor: the end, if the job is over. (A stream that brought
+            # events is resumed even then: the server may have ended it before the last ones.)
             job = _calls.as_job((yield from send(config, _calls.get_job(job_id))))
             if job.is_terminal:
-                return last_state  # it finished before our cursor: nothing more will come
+                return last_state
         fruitless = 0 if got_event else fruitless + 1
         if fruitless > config.max_stream_reconnects:
             if isinstance(cause, ApiError):
@@ -209,7 +213,9 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
             raise TransportError(f"lost the event stream of job {job_id} {fruitless} times in a row "
                                  f"without news (last: {cause})")
         if retry_after is not None:
-            delay = min(retry_after, MAX_RECONNECT_SECONDS)
+            if retry_after > config.retry.max_delay:
+                raise cause  # longer than this client waits: the caller decides (RetryPolicy)
+            delay = retry_after
         elif retry_ms is not None:
             delay = min(retry_ms / 1000, MAX_RECONNECT_SECONDS)
         else:
