@@ -72,13 +72,8 @@ class CuttableProxy:
 
     def _pump(self, source: socket.socket, sink: socket.socket, is_request: bool) -> None:
         try:
-            while chunk := source.recv(65536):
-                # Requests here are small GETs: each starts a chunk of its own.
-                if is_request and chunk[:8].split(b" ", 1)[0] in (b"GET", b"POST", b"DELETE"):
-                    with self._lock:
-                        self.request_heads.append(chunk.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
-                sink.sendall(chunk)
-        except OSError:
+            self._forward(source, sink, is_request)
+        except (OSError, ValueError):  # a socket closed under us: by cut(), or by the other side
             pass
         finally:
             for sock in (source, sink):
@@ -86,6 +81,14 @@ class CuttableProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def _forward(self, source: socket.socket, sink: socket.socket, is_request: bool) -> None:
+        while chunk := source.recv(65536):
+            # Requests here are small GETs: each starts a chunk of its own.
+            if is_request and chunk[:8].split(b" ", 1)[0] in (b"GET", b"POST", b"DELETE"):
+                with self._lock:
+                    self.request_heads.append(chunk.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
+            sink.sendall(chunk)
 
 
 class StreamLimitProxy(CuttableProxy):
@@ -104,23 +107,14 @@ class StreamLimitProxy(CuttableProxy):
         self.request_times: list[float] = []
         super().__init__(target_host, target_port)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, is_request: bool) -> None:
+    def _forward(self, source: socket.socket, sink: socket.socket, is_request: bool) -> None:
         reader = source.makefile("rb")
-        try:
-            while head := _read_head(reader):
-                if is_request:
-                    if not self._forward_request(head, reader, source, sink):
-                        return
-                elif not self._forward_answer(head, reader, sink):
+        while head := _read_head(reader):
+            if is_request:
+                if not self._forward_request(head, reader, source, sink):
                     return
-        except (OSError, ValueError):
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            elif not self._forward_answer(head, reader, sink):
+                return
 
     def _forward_request(self, head: bytes, reader, client: socket.socket, server: socket.socket) -> bool:
         text = head.decode("latin-1")
