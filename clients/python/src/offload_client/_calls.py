@@ -1,7 +1,8 @@
-"""Every endpoint as a plain description of the request, and the decoding of its answer.
+"""Every endpoint as a plain description of the request, the `httpx.Request` built from it,
+and the decoding of its answer.
 
-No I/O here: `OffloadClient` and `AsyncOffloadClient` send the same `Call`s, so the two clients
-cannot drift apart in what they ask or how they read the answer.
+No I/O here: `OffloadClient` and `AsyncOffloadClient` send the same requests (see `_plans`), so
+the two clients cannot drift apart in what they ask or how they read the answer.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any, BinaryIO, Literal
 
 import httpx
 
+from .config import ClientConfig
 from .errors import error_from_response
 from .models import Job, JobPage, JobState, JobType, Priority, QueueStats
+from .version import USER_AGENT
 
 FileInput = str | os.PathLike[str] | bytes | BinaryIO
 Message = dict[str, str]
@@ -32,6 +35,20 @@ class Call:
     files: dict[str, tuple[str, bytes, str]] | None = None
     data: dict[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def url(config: ClientConfig, call: Call) -> str:
+    base = config.gateway_url if call.service == "gateway" else config.status_url
+    return base + call.path
+
+
+def http_request(config: ClientConfig, call: Call, *, read_timeout: float | None = None) -> httpx.Request:
+    """The whole request: the call, the API key, and how long to wait (`read_timeout` for the
+    gaps between the bytes of an answer, when not `config.timeout`)."""
+    timeout = httpx.Timeout(config.timeout, read=config.timeout if read_timeout is None else read_timeout)
+    headers = {"Authorization": f"Bearer {config.api_key}", "User-Agent": USER_AGENT, **call.headers}
+    return httpx.Request(call.method, url(config, call), params=call.params, json=call.json, files=call.files,
+                         data=call.data, headers=headers, extensions={"timeout": timeout.as_dict()})
 
 
 def new_idempotency_key() -> str:
@@ -105,8 +122,12 @@ def dead_letters(limit: int | None) -> Call:
     return Call("GET", "status", "/v1/dead-letters", params=_clean({"limit": limit}))
 
 
-def events_path(job_id: str) -> str:
-    return f"/v1/jobs/{_id(job_id)}/events"
+def events(job_id: str, last_event_id: str) -> Call:
+    """The job's event stream, after `last_event_id` when there is one."""
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    return Call("GET", "status", f"/v1/jobs/{_id(job_id)}/events", headers=headers)
 
 
 def _id(job_id: str) -> str:
