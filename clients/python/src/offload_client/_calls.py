@@ -11,6 +11,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -70,23 +71,38 @@ def read_file(file: FileInput, filename: str | None) -> tuple[str, bytes]:
     return name, file.read()
 
 
+def schedule(run_at: datetime | str | None, delay_seconds: float | None) -> dict[str, Any]:
+    """When to run a job: `run_at` (a datetime with a timezone, or RFC 3339 text) or
+    `delay_seconds`; neither: now."""
+    if run_at is not None and delay_seconds is not None:
+        raise ValueError("give run_at or delay_seconds, not both")
+    if isinstance(run_at, datetime):
+        if run_at.tzinfo is None:
+            raise ValueError("run_at needs a timezone (a naive datetime is ambiguous)")
+        run_at = run_at.isoformat()
+    return _clean({"run_at": run_at, "delay_seconds": delay_seconds})
+
+
 def submit_ocr(file: FileInput, *, filename: str | None, languages: str | None, priority: Priority | str | None,
-               callback_url: str | None, idempotency_key: str | None) -> Call:
+               callback_url: str | None, idempotency_key: str | None, run_at: datetime | str | None = None,
+               delay_seconds: float | None = None) -> Call:
     name, data = read_file(file, filename)
     form = _clean({"languages": languages, "priority": priority and str(Priority(priority)),
-                   "callback_url": callback_url})
+                   "callback_url": callback_url,
+                   **{k: str(v) for k, v in schedule(run_at, delay_seconds).items()}})
     return Call("POST", "gateway", "/v1/jobs/ocr", files={"file": (name, data, "application/octet-stream")},
                 data=form, headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
 
 
 def submit_llm(*, prompt: str | None, messages: list[Message] | None, model: str | None, max_tokens: int | None,
                temperature: float | None, priority: Priority | str | None, callback_url: str | None,
-               idempotency_key: str | None) -> Call:
+               idempotency_key: str | None, run_at: datetime | str | None = None,
+               delay_seconds: float | None = None) -> Call:
     if (prompt is None) == (messages is None):
         raise ValueError("give exactly one of prompt= or messages=")
     body = _clean({"prompt": prompt, "messages": messages, "model": model, "max_tokens": max_tokens,
                    "temperature": temperature, "priority": priority and str(Priority(priority)),
-                   "callback_url": callback_url})
+                   "callback_url": callback_url, **schedule(run_at, delay_seconds)})
     return Call("POST", "gateway", "/v1/jobs/llm", json=body,
                 headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -44,18 +45,21 @@ class AsyncOffloadClient:
 
     async def submit_ocr(self, file: FileInput, *, filename: str | None = None, languages: str | None = None,
                          priority: Priority | str | None = None, callback_url: str | None = None,
-                         idempotency_key: str | None = None) -> Job:
+                         idempotency_key: str | None = None, run_at: datetime | str | None = None,
+                         delay_seconds: float | None = None) -> Job:
         call = _calls.submit_ocr(file, filename=filename, languages=languages, priority=priority,
-                                 callback_url=callback_url, idempotency_key=idempotency_key)
+                                 callback_url=callback_url, idempotency_key=idempotency_key, run_at=run_at,
+                                 delay_seconds=delay_seconds)
         return _calls.as_job(await self._send(call))
 
     async def submit_llm(self, prompt: str | None = None, *, messages: list[Message] | None = None,
                          model: str | None = None, max_tokens: int | None = None, temperature: float | None = None,
                          priority: Priority | str | None = None, callback_url: str | None = None,
-                         idempotency_key: str | None = None) -> Job:
+                         idempotency_key: str | None = None, run_at: datetime | str | None = None,
+                         delay_seconds: float | None = None) -> Job:
         call = _calls.submit_llm(prompt=prompt, messages=messages, model=model, max_tokens=max_tokens,
                                  temperature=temperature, priority=priority, callback_url=callback_url,
-                                 idempotency_key=idempotency_key)
+                                 idempotency_key=idempotency_key, run_at=run_at, delay_seconds=delay_seconds)
         return _calls.as_job(await self._send(call))
 
     async def cancel(self, job_id: str) -> Job:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -44,20 +45,25 @@ class OffloadClient:
 
     def submit_ocr(self, file: FileInput, *, filename: str | None = None, languages: str | None = None,
                    priority: Priority | str | None = None, callback_url: str | None = None,
-                   idempotency_key: str | None = None) -> Job:
-        """Submit a document (PNG, JPEG, TIFF or PDF: a path, bytes or an open binary file)."""
+                   idempotency_key: str | None = None, run_at: datetime | str | None = None,
+                   delay_seconds: float | None = None) -> Job:
+        """Submit a document (PNG, JPEG, TIFF or PDF: a path, bytes or an open binary file).
+        `run_at` (a datetime with a timezone) or `delay_seconds` schedule it for later."""
         return _calls.as_job(self._send(_calls.submit_ocr(
             file, filename=filename, languages=languages, priority=priority, callback_url=callback_url,
-            idempotency_key=idempotency_key)))
+            idempotency_key=idempotency_key, run_at=run_at, delay_seconds=delay_seconds)))
 
     def submit_llm(self, prompt: str | None = None, *, messages: list[Message] | None = None,
                    model: str | None = None, max_tokens: int | None = None, temperature: float | None = None,
                    priority: Priority | str | None = None, callback_url: str | None = None,
-                   idempotency_key: str | None = None) -> Job:
-        """Submit a chat completion: a `prompt`, or `messages` as [{"role", "content"}]."""
+                   idempotency_key: str | None = None, run_at: datetime | str | None = None,
+                   delay_seconds: float | None = None) -> Job:
+        """Submit a chat completion: a `prompt`, or `messages` as [{"role", "content"}].
+        `run_at` (a datetime with a timezone) or `delay_seconds` schedule it for later."""
         return _calls.as_job(self._send(_calls.submit_llm(
             prompt=prompt, messages=messages, model=model, max_tokens=max_tokens, temperature=temperature,
-            priority=priority, callback_url=callback_url, idempotency_key=idempotency_key)))
+            priority=priority, callback_url=callback_url, idempotency_key=idempotency_key, run_at=run_at,
+            delay_seconds=delay_seconds)))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: at once when queued or retrying, at its next checkpoint when running."""
