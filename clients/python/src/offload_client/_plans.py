@@ -153,7 +153,8 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
     again with `Last-Event-ID`, so no event is lost or repeated: after the server's `retry:`
     delay, or after its `Retry-After` when it refused (429) or was unavailable (503); a
     `Retry-After` longer than `config.retry.max_delay` is raised at once. After more than
-    `config.max_stream_reconnects` connections in a row that brought no event, it gives up.
+    `config.max_stream_reconnects` failed connections in a row that brought no event, it gives up
+    (a stream the server ended in good order is not a failure).
     A terminal state in the middle of a replay is not the end: a requeued job has events after
     its first end, and the server sends them all.
     """
@@ -206,7 +207,9 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
             job = _calls.as_job((yield from send(config, _calls.get_job(job_id))))
             if job.is_terminal:
                 return last_state
-        fruitless = 0 if got_event else fruitless + 1
+        # A stream the server ended in good order (its lifetime cap, say) is news too: the service
+        # answers, the job just has nothing new. Only failures count towards giving up.
+        fruitless = 0 if got_event or cause == STREAM_ENDED else fruitless + 1
         if fruitless > config.max_stream_reconnects:
             if isinstance(cause, ApiError):
                 raise cause  # still refused (429) or unavailable (503): the server's own words
