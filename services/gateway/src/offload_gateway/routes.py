@@ -77,26 +77,32 @@ OCR_FORM_SCHEMA = {
 async def submit_ocr(request: Request, caller: AuthenticatedCaller) -> JSONResponse:
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    form = await read_ocr_form(request, settings.ocr_max_upload_bytes)
-    try:
-        languages = parse_languages(form.languages, settings.ocr_default_languages)
-    except ValueError as exc:
-        raise ProblemError(422, "Invalid languages", str(exc)) from None
-    priority = parse_priority(form.priority)
-    callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
-    try:
-        # Cheap header-level checks (type, pages, pixels, encryption) off the event loop.
-        info = await anyio.to_thread.run_sync(
-            lambda: inspect(form.data, max_pages=settings.ocr_max_pages, max_pixels=settings.ocr_max_pixels,
-                            dpi=settings.ocr_dpi))
-    except DocumentRejected as exc:
-        status = 415 if getattr(exc, "unsupported_type", False) else 422
-        raise ProblemError(status, "Document refused", exc.message) from None
-    params = {"languages": languages, "filename": form.filename, "kind": str(info.kind.value), "pages": info.pages,
-              "bytes": len(form.data)}
-    new = NewJob(type=JobType.OCR, tenant=caller.principal.tenant, priority=priority, payload=form.data,
-                 params=params, idempotency_key=key, callback_url=callback, **job_trace_context())
-    return await submit(caller.store, new)
+    form = await read_ocr_form(request, settings)
+    # The document, spooled once as it arrived (in memory if small, else a temporary file);
+    # removed when this request ends, however it ends.
+    with form.document as document:
+        try:
+            languages = parse_languages(form.languages, settings.ocr_default_languages)
+        except ValueError as exc:
+            raise ProblemError(422, "Invalid languages", str(exc)) from None
+        priority = parse_priority(form.priority)
+        callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
+        try:
+            # Cheap header-level checks (type, pages, pixels, encryption) off the event loop,
+            # read from the spool file where there is one (mapped, not copied).
+            info = await anyio.to_thread.run_sync(
+                lambda: inspect(document.path or document.read_all(), max_pages=settings.ocr_max_pages,
+                                max_pixels=settings.ocr_max_pixels, dpi=settings.ocr_dpi))
+        except DocumentRejected as exc:
+            status = 415 if getattr(exc, "unsupported_type", False) else 422
+            raise ProblemError(status, "Document refused", exc.message) from None
+        params = {"languages": languages, "filename": form.filename, "kind": str(info.kind.value),
+                  "pages": info.pages, "bytes": document.size}
+        # Read into memory here, once: the job record holds the payload inline.
+        payload = await anyio.to_thread.run_sync(document.read_all)
+        new = NewJob(type=JobType.OCR, tenant=caller.principal.tenant, priority=priority, payload=payload,
+                     params=params, idempotency_key=key, callback_url=callback, **job_trace_context())
+        return await submit(caller.store, new)
 
 
 class LlmJobRequest(LlmParams):
