@@ -33,7 +33,8 @@ $(S3PROXY):
 	  echo "  against a real S3 server will skip. Install Java 17+ and run make s3-server."; \
 	else \
 	  mkdir -p $(S3PROXY_DIR) $(GO_TOOLS)/bin && \
-	  curl -fsSL --retry 3 -o $(S3PROXY_DIR)/.s3proxy.jar.partial $(S3PROXY_URL) && \
+	  python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+	    $(S3PROXY_URL) $(S3PROXY_DIR)/.s3proxy.jar.partial && \
 	  echo "$(S3PROXY_SHA256)  $(S3PROXY_DIR)/.s3proxy.jar.partial" | sha256sum -c --quiet - && \
 	  mv $(S3PROXY_DIR)/.s3proxy.jar.partial $(S3PROXY_DIR)/s3proxy.jar && \
 	  printf '#!/bin/sh\nexec java -jar "$$(dirname "$$(readlink -f "$$0")")/s3proxy.jar" "$$@"\n' \
