@@ -13,8 +13,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The Kubernetes and benchmark targets. Included here, before the rules below, because a rule's
 # prerequisites are expanded when make reads it: `test` needs K8S_TEST_PREREQS (and
-# OBS_TEST_PREREQS: Prometheus, the Collector, Jaeger) already defined.
-include mk/kubernetes.mk mk/bench.mk mk/observability.mk
+# OBS_TEST_PREREQS: Prometheus, the Collector, Jaeger; S3_TEST_PREREQS) already defined.
+include mk/kubernetes.mk mk/bench.mk mk/observability.mk mk/s3.mk
 
 .PHONY: help run test test-fast sync uv test-deps clean
 

@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {"types", "errors", "settings", "process_local"},
     {"documents", "llm", "probe"},
     {"observability"},
+    {"payloads"},
     {"queue"},
     {"jobs"},
     {"webhooks"},

@@ -42,7 +42,8 @@ def _default_tessdata() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore")
+    # hide_input_in_errors: a ValidationError would otherwise print every input, secrets included.
+    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["dev", "production"] = "production"
     redis_url: str = "redis://localhost:6379/0"
@@ -132,6 +133,44 @@ class Settings(BaseSettings):
     ocr_tessdata: str = Field(default_factory=_default_tessdata)
     ocr_default_languages: str = "eng"
 
+    # Where a job's payload (the upload, the LLM request) is kept until the job ends: inline in
+    # its Redis record ("redis"), or, when "s3", in S3-compatible object storage for payloads of
+    # at least `payload_s3_threshold_bytes` (smaller ones stay inline; the record keeps the key,
+    # the SHA-256 and the size). Workers read S3 payloads whenever a record names one, so keep
+    # the S3 settings while such jobs remain, even after switching back to "redis".
+    payload_store: Literal["redis", "s3"] = "redis"
+    payload_s3_threshold_bytes: int = Field(default=64 * 1024, ge=0)
+    # The S3 API's base URL (AWS: https://s3.<region>.amazonaws.com; MinIO, Ceph, versitygw...:
+    # the server's own), the bucket, and the prefix every payload key starts with (the bucket's
+    # lifecycle rule backstops deletion under it; docs/kubernetes.md).
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = "offload/payloads/"
+    s3_region: str = "us-east-1"
+    # Credentials (SigV4), from the variables or mounted files (a Kubernetes Secret).
+    s3_access_key_id: str = Field(default="", repr=False)
+    s3_access_key_id_file: Path | None = None
+    s3_secret_access_key: str = Field(default="", repr=False)
+    s3_secret_access_key_file: Path | None = None
+    # A PEM bundle to trust instead of the system's, for a server with a private CA.
+    s3_ca_file: Path | None = None
+    # "path": <endpoint>/<bucket>/<key>, what most self-hosted servers need; "virtual":
+    # <bucket>.<endpoint host>/<key>, what AWS prefers.
+    s3_addressing: Literal["path", "virtual"] = "path"
+    s3_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # The longest wait for any single read or write on the connection (not the whole transfer).
+    s3_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Attempts per S3 call: transport errors, 5xx and 429 are tried again with backoff.
+    s3_max_attempts: int = Field(default=3, ge=1, le=10)
+
+    # OCR uploads are spooled as they arrive: in memory up to this size, then in a temporary
+    # file in `upload_spool_dir` (empty: the system's temp dir). All of a gateway's spooled
+    # files together stay under `upload_spool_max_disk_bytes` (the chart's /tmp holds 256 MiB);
+    # an upload that would go beyond it is refused with 503 + Retry-After.
+    upload_spool_memory_bytes: int = Field(default=1024 * 1024, ge=0)
+    upload_spool_dir: str = ""
+    upload_spool_max_disk_bytes: int = Field(default=192 * 1024 * 1024, ge=0)
+
     # LLM backend.
     llm_backend: Literal["openai", "llamacpp"] = "openai"
     llm_base_url: str = "http://localhost:8080/v1"
@@ -200,9 +239,37 @@ class Settings(BaseSettings):
                     problems.append(f"API keys of tenants {sorted(set(weak))} are defaults or shorter than 16 characters")
                 if any(s.lower() in KNOWN_DEFAULT_SECRETS for _, s in secrets):
                     problems.append("a webhook secret is a well-known default")
+        problems += self._s3_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _s3_problems(self) -> list[str]:
+        """With the S3 payload store, everything it needs must be there at start, not at the
+        first large upload. Messages name variables, never their values' secrets."""
+        if self.payload_store != "s3":
+            return []
+        problems = []
+        if not self.s3_endpoint_url.startswith(("http://", "https://")):
+            problems.append("OFFLOAD_PAYLOAD_STORE=s3 needs OFFLOAD_S3_ENDPOINT_URL (an http:// or https:// URL)")
+        if not self.s3_bucket:
+            problems.append("OFFLOAD_PAYLOAD_STORE=s3 needs OFFLOAD_S3_BUCKET")
+        elif self.s3_addressing == "virtual" and ("." in self.s3_bucket or self.s3_bucket.lower() != self.s3_bucket):
+            problems.append("OFFLOAD_S3_ADDRESSING=virtual needs a bucket name that is a lowercase DNS label "
+                            "without dots; use OFFLOAD_S3_ADDRESSING=path")
+        if self.s3_prefix.startswith("/"):
+            problems.append("OFFLOAD_S3_PREFIX must not start with '/'")
+        try:
+            key_id, secret = self.s3_credentials
+        except OSError as exc:
+            problems.append(f"the S3 credentials file is unreadable: {exc.strerror} ({exc.filename})")
+        else:
+            if not key_id or not secret:
+                problems.append("OFFLOAD_PAYLOAD_STORE=s3 needs OFFLOAD_S3_ACCESS_KEY_ID and OFFLOAD_S3_SECRET_ACCESS_KEY "
+                                "(or their _FILE variants)")
+        if self.s3_ca_file is not None and not self.s3_ca_file.is_file():
+            problems.append(f"OFFLOAD_S3_CA_FILE {self.s3_ca_file} is not a readable file")
+        return problems
 
     def require_api_keys(self) -> None:
         """Called by the API services at start: outside dev mode they refuse to run keyless."""
@@ -235,6 +302,14 @@ class Settings(BaseSettings):
         if self.webhook_secrets_file:
             text += "\n" + self.webhook_secrets_file.read_text()
         return parse_pairs(text)
+
+    @cached_property
+    def s3_credentials(self) -> tuple[str, str]:
+        """(access key id, secret access key): a mounted file wins over the variable."""
+        key_id = self.s3_access_key_id_file.read_text().strip() if self.s3_access_key_id_file else self.s3_access_key_id
+        secret = (self.s3_secret_access_key_file.read_text().strip() if self.s3_secret_access_key_file
+                  else self.s3_secret_access_key)
+        return key_id.strip(), secret.strip()
 
     @property
     def admin_tenant_set(self) -> frozenset[str]:

@@ -16,6 +16,7 @@ from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.store import NewJob
 from offload_core.llm.request import LlmParams
 from offload_core.observability.tracing import job_trace_context
+from offload_core.payloads.ref import PayloadRef
 from offload_core.probe.request import ProbeParams
 from offload_core.types import JobState, JobType, Priority
 from offload_core.web.deps import AuthenticatedCaller
@@ -23,11 +24,13 @@ from offload_core.web.problems import ProblemError
 
 from .submission import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    drop_payload,
     parse_callback,
     parse_idempotency_key,
     parse_priority,
     parse_schedule,
     submit,
+    submit_with_payload,
 )
 from .uploads import read_ocr_form
 
@@ -90,28 +93,32 @@ OCR_FORM_SCHEMA = {
 async def submit_ocr(request: Request, caller: AuthenticatedCaller) -> JSONResponse:
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    form = await read_ocr_form(request, settings.ocr_max_upload_bytes)
-    try:
-        languages = parse_languages(form.languages, settings.ocr_default_languages)
-    except ValueError as exc:
-        raise ProblemError(422, "Invalid languages", str(exc)) from None
-    priority = parse_priority(form.priority)
-    callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
-    schedule = parse_schedule(form.run_at, form.delay_seconds, settings)
-    try:
-        # Cheap header-level checks (type, pages, pixels, encryption) off the event loop.
-        info = await anyio.to_thread.run_sync(
-            lambda: inspect(form.data, max_pages=settings.ocr_max_pages, max_pixels=settings.ocr_max_pixels,
-                            dpi=settings.ocr_dpi))
-    except DocumentRejected as exc:
-        status = 415 if getattr(exc, "unsupported_type", False) else 422
-        raise ProblemError(status, "Document refused", exc.message) from None
-    params = {"languages": languages, "filename": form.filename, "kind": str(info.kind.value), "pages": info.pages,
-              "bytes": len(form.data), **schedule.asked}
-    new = NewJob(type=JobType.OCR, tenant=caller.principal.tenant, priority=priority, payload=form.data,
-                 params=params, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
-                 **job_trace_context())
-    return await submit(caller.store, new)
+    form = await read_ocr_form(request, settings)
+    # The document, spooled once as it arrived (in memory if small, else a temporary file);
+    # removed when this request ends, however it ends.
+    with form.document as document:
+        try:
+            languages = parse_languages(form.languages, settings.ocr_default_languages)
+        except ValueError as exc:
+            raise ProblemError(422, "Invalid languages", str(exc)) from None
+        priority = parse_priority(form.priority)
+        callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
+        schedule = parse_schedule(form.run_at, form.delay_seconds, settings)
+        try:
+            # Cheap header-level checks (type, pages, pixels, encryption) off the event loop,
+            # read from the spool file where there is one (mapped, not copied).
+            info = await anyio.to_thread.run_sync(
+                lambda: inspect(document.path or document.read_all(), max_pages=settings.ocr_max_pages,
+                                max_pixels=settings.ocr_max_pixels, dpi=settings.ocr_dpi))
+        except DocumentRejected as exc:
+            status = 415 if getattr(exc, "unsupported_type", False) else 422
+            raise ProblemError(status, "Document refused", exc.message) from None
+        params = {"languages": languages, "filename": form.filename, "kind": str(info.kind.value),
+                  "pages": info.pages, "bytes": document.size, **schedule.asked}
+        new = NewJob(type=JobType.OCR, tenant=caller.principal.tenant, priority=priority, payload=b"",
+                     params=params, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
+                     **job_trace_context())
+        return await submit_with_payload(caller, new, document)
 
 
 class Scheduling(BaseModel):
@@ -149,7 +156,7 @@ async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: 
     new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
                  params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
                  **job_trace_context())
-    return await submit(caller.store, new)
+    return await submit_with_payload(caller, new, payload)
 
 
 class ProbeJobRequest(ProbeParams, Scheduling):
@@ -202,6 +209,8 @@ async def cancel_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     job = await store.get(job_id, principal.tenant)
     if status == "cancelled" and job is not None:  # ended here: no worker will ever count it
         job_metrics.finished(job.type, job.priority, JobState.CANCELLED)
+        if job.payload_ref and caller.payloads is not None:
+            await drop_payload(caller.payloads, PayloadRef.from_json(job.payload_ref))
     body = job.to_api(status_base_url=store.settings.status_public_url.rstrip("/")) if job else {"id": job_id}
     return JSONResponse(body, status_code=200 if status == "cancelled" else 202)
 

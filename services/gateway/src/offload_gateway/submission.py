@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import anyio
 from fastapi.responses import JSONResponse
 
 from offload_core.jobs.store import JobStore, NewJob
 from offload_core.observability.logs import bind_job
+from offload_core.payloads.errors import PayloadUnavailable
+from offload_core.payloads.ref import PayloadRef
+from offload_core.payloads.s3 import PayloadSource, S3PayloadStore, goes_to_s3
 from offload_core.settings import Settings
 from offload_core.types import Priority
+from offload_core.web.deps import Caller
 from offload_core.web.problems import ProblemError
 from offload_core.webhooks.signing import secret_for
 from offload_core.webhooks.urlguard import Allowlist, UrlRefused, check_url
+
+log = logging.getLogger("offload.gateway")
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
@@ -87,6 +96,38 @@ def parse_idempotency_key(value: str | None) -> str | None:
         raise ProblemError(400, "Invalid Idempotency-Key",
                            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters")
     return value
+
+
+async def submit_with_payload(caller: Caller, new: NewJob, source: PayloadSource | bytes) -> JSONResponse:
+    """Keep the job's input where it belongs, then submit: inline in the job's record, or, with
+    the S3 payload store and an input at or above the threshold, in object storage (the record
+    then keeps its key, SHA-256 and size: a claim check). An object whose submit did not create a
+    job (a replay, a refusal, an error) is deleted again."""
+    payloads = caller.payloads
+    size = len(source) if isinstance(source, bytes) else source.size
+    if payloads is None or not goes_to_s3(caller.settings, size):
+        data = source if isinstance(source, bytes) else await anyio.to_thread.run_sync(source.read_all)
+        return await submit(caller.store, replace(new, payload=data))
+    job_id = str(uuid.uuid4())
+    ref = await payloads.put(payloads.key_for(job_id), source)
+    new = replace(new, job_id=job_id, payload=b"", payload_ref=ref.to_json(), payload_size=ref.size,
+                  payload_sha256=ref.sha256)
+    try:
+        response = await submit(caller.store, new)
+    except BaseException:
+        await drop_payload(payloads, ref)
+        raise
+    if response.status_code != 202:  # a replay of an earlier job: this copy is not used
+        await drop_payload(payloads, ref)
+    return response
+
+
+async def drop_payload(payloads: S3PayloadStore, ref: PayloadRef) -> None:
+    """Delete an input from object storage; a failure leaves it to the bucket's lifecycle rule."""
+    try:
+        await payloads.adelete(ref)
+    except PayloadUnavailable as exc:  # the bucket's lifecycle rule removes it later
+        log.warning("could not delete the unused payload %s: %s", ref.key, exc)
 
 
 async def submit(store: JobStore, new: NewJob) -> JSONResponse:

@@ -55,6 +55,7 @@ class NewJob:
     payload_ref: str | None = None  # the input in object storage (offload_core.payloads)
     payload_size: int | None = None  # its size and SHA-256 (hex), when it is there
     payload_sha256: str | None = None
+    job_id: str | None = None  # made by the caller when it needs the id first (an S3 object key)
 
     @property
     def payload_bytes(self) -> int:
@@ -106,7 +107,7 @@ class JobStore:
     async def submit(self, new: NewJob) -> SubmitOutcome:
         s = self.settings
         now = time.time()
-        job_id = str(uuid.uuid4())
+        job_id = new.job_id or str(uuid.uuid4())
         queue = queue_name(new.type, new.priority)
         scheduled = new.run_at is not None and new.run_at > now
         job = Job(

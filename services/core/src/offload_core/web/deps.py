@@ -19,6 +19,7 @@ from fastapi.security import HTTPBearer
 
 from offload_core.jobs.store import JobStore, connect
 from offload_core.maintenance.loop import Maintenance
+from offload_core.payloads.s3 import S3PayloadStore
 from offload_core.settings import Settings
 from offload_core.web.auth import ApiKeys, Principal
 
@@ -28,6 +29,7 @@ class Services:
     settings: Settings
     store: JobStore
     api_keys: ApiKeys
+    payloads: S3PayloadStore | None = None  # inputs above the threshold go here (OFFLOAD_PAYLOAD_STORE=s3)
 
 
 # Young objects the cyclic collector lets pile up before it looks (Python's default: 700).
@@ -58,7 +60,8 @@ def lifespan_for(settings: Settings, *, maintenance: bool = False):
         settings.require_api_keys()
         redis = connect(settings)
         store = JobStore(redis, settings)
-        app.state.services = Services(settings, store, ApiKeys.from_settings(settings))
+        payloads = S3PayloadStore.from_settings(settings) if settings.payload_store == "s3" else None
+        app.state.services = Services(settings, store, ApiKeys.from_settings(settings), payloads)
         background = None
         if maintenance:
             background = asyncio.create_task(Maintenance(store).run(), name="maintenance")
@@ -71,6 +74,8 @@ def lifespan_for(settings: Settings, *, maintenance: bool = False):
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
             await redis.aclose()
+            if payloads is not None:
+                await payloads.aclose()
 
     return lifespan
 
@@ -82,6 +87,7 @@ class Caller:
     principal: Principal
     store: JobStore
     settings: Settings
+    payloads: S3PayloadStore | None = None
 
 
 class ApiKeyBearer(HTTPBearer):
@@ -103,7 +109,7 @@ class ApiKeyBearer(HTTPBearer):
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
         services: Services = request.app.state.services
         principal = services.api_keys.authenticate(request.headers.get("authorization"))
-        return Caller(principal, services.store, services.settings)
+        return Caller(principal, services.store, services.settings, services.payloads)
 
 
 async def get_store(request: Request) -> JobStore:

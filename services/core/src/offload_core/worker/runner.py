@@ -36,6 +36,9 @@ from offload_core.jobs.backoff import backoff_seconds
 from offload_core.jobs.record import Job
 from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
 from offload_core.observability.tracing import job_trace_headers, publish_span, record_run_outcome
+from offload_core.payloads.errors import PayloadUnavailable
+from offload_core.payloads.ref import PayloadRef
+from offload_core.payloads.s3 import S3PayloadStore
 from offload_core.process_local import PerProcess
 from offload_core.queue.messages import build_task_message
 from offload_core.queue.routing import TASK_NAMES
@@ -128,6 +131,8 @@ class WorkerResources:
     def __init__(self, settings: Settings) -> None:
         self._store = PerProcess(lambda: WorkerJobStore(connect_sync(settings), settings))
         self._leases = PerProcess(lambda: LeaseKeeper(self.store, max(0.5, settings.lease_seconds / 3)))
+        self._payloads = PerProcess(lambda: S3PayloadStore.from_settings(settings) if settings.payload_store == "s3"
+                                    else None)
 
     @property
     def store(self) -> WorkerJobStore:
@@ -136,6 +141,30 @@ class WorkerResources:
     @property
     def leases(self) -> LeaseKeeper:
         return self._leases.get()
+
+    def payload_of(self, job: Job) -> bytes:
+        """A job's input kept in object storage (its record holds the reference). Raises a
+        permanent error when it is missing or altered, a retryable one when the store is away."""
+        payloads = self._payloads.get()
+        if payloads is None:
+            raise PermanentJobError("the job's input is in object storage, and this worker has no S3 settings "
+                                    "(OFFLOAD_PAYLOAD_STORE=s3)", error_type="PayloadStoreMissing")
+        try:
+            ref = PayloadRef.from_json(job.payload_ref or "")
+        except ValueError:
+            raise PermanentJobError("the job's input reference is not valid", error_type="PayloadMissing") from None
+        return payloads.get(ref)
+
+    def drop_payload(self, job: Job) -> None:
+        """Delete a finished job's input from object storage (a failure leaves it to the bucket's
+        lifecycle rule)."""
+        payloads = self._payloads.get()
+        if payloads is None or not job.payload_ref:
+            return
+        try:
+            payloads.delete(PayloadRef.from_json(job.payload_ref))
+        except (PayloadUnavailable, ValueError) as exc:
+            log.warning("job %s: its input could not be deleted from object storage (%s)", job.id, exc)
 
 
 class JobRunner:
@@ -211,14 +240,17 @@ class JobRunner:
             self._execute(store, job, wid, claim.payload)
 
     def _execute(self, store: WorkerJobStore, job: Job, wid: str, payload: bytes | None) -> None:
-        # The input came back with the claim (one round trip fewer per job); None: it is gone.
-        if payload is None:
+        # An inline input came back with the claim (one round trip fewer per job); one in object
+        # storage is fetched under the lease, like any other work of the run. None: it is gone.
+        if payload is None and not job.payload_ref:
             self._finish(store, job, wid, JobState.FAILED, error=PermanentJobError(
                 "the job's input is no longer stored", error_type="PayloadExpired").as_record())
             return
         lease = self.leases.hold(job.id, job.type, wid)
-        ctx = _Context(store, job, wid, payload, self.settings, lease)
         try:
+            if payload is None:
+                payload = self.resources.payload_of(job)
+            ctx = _Context(store, job, wid, payload, self.settings, lease)
             result = self.handler(ctx)
             ctx.flush()
         except JobCancelled:
@@ -252,6 +284,8 @@ class JobRunner:
                 result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
         if store.finish(job, wid, state, result=result, error=error):
             record_run_outcome(state.value, job.attempts, (error or {}).get("type"))
+            if state in (JobState.SUCCEEDED, JobState.CANCELLED):  # failed and dead keep it, to be requeued
+                self.resources.drop_payload(job)
             # With the lines above, one line per delivery says what became of it; Celery's own
             # "received" and "succeeded in" lines are off in workers (worker.main).
             run_ms = (time.time() - job.started_at) * 1000 if job.started_at else 0.0
