@@ -11,9 +11,9 @@ import os
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from offload_core.types import JobType
@@ -22,18 +22,35 @@ from offload_core.types import JobType
 KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "devkey", "example"})
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be used. The message names each variable and what is wrong with it,
+    never a value: a value may be a secret, or sit next to one (a key pasted into the wrong
+    variable, a Redis URL with its password)."""
+
+
 def parse_pairs(text: str) -> list[tuple[str, str]]:
     """Parse `name:value` pairs separated by commas or new lines (`#` starts a comment)."""
     pairs: list[tuple[str, str]] = []
-    for raw in text.replace(",", "\n").splitlines():
+    for number, raw in enumerate(text.replace(",", "\n").splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         name, sep, value = line.partition(":")
         if not sep or not name.strip() or not value.strip():
-            raise ValueError(f"expected 'name:value', got {line.split(':', 1)[0]!r}:<...>")
+            # Not even the name is echoed: an entry without a colon may be a bare secret.
+            raise ValueError(f"entry {number} is not 'name:value' (a name, a colon, then the value)")
         pairs.append((name.strip(), value.strip()))
     return pairs
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem: the variable and pydantic's message, without the input."""
+    lines = []
+    for err in error.errors(include_input=False, include_url=False, include_context=False):
+        loc = "_".join(str(part) for part in err.get("loc", ()))
+        where = f"OFFLOAD_{loc.upper()}" if loc else "settings"
+        lines.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "invalid settings (values are not shown): " + "; ".join(lines)
 
 
 def _default_tessdata() -> str:
@@ -43,6 +60,14 @@ def _default_tessdata() -> str:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        # pydantic's ValidationError shows every bad input, and a model-level error shows the
+        # whole input, secrets included; `from None` keeps it out of the traceback too.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
 
     env: Literal["dev", "production"] = "production"
     redis_url: str = "redis://localhost:6379/0"
