@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     # One access log line per API request (offload.access); probes and scrapes only when they fail.
     access_log: bool = True
 
+    # Bounds of the API services (offload_core/web/limits.py, web/http_protocol.py).
+    # Redis connections per API process (live events use one more of their own); a request
+    # that finds them all busy waits up to the timeout, then gets 503 + Retry-After.
+    redis_max_connections: int = Field(default=64, ge=1)
+    redis_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+
     # Job records, results and events live this long after the job was created or finished.
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)

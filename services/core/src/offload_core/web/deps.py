@@ -17,10 +17,11 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPBearer
 
-from offload_core.jobs.store import JobStore, connect
+from offload_core.jobs.store import JobStore
 from offload_core.maintenance.sweeper import LostMessageSweeper
 from offload_core.settings import Settings
 from offload_core.web.auth import ApiKeys, Principal
+from offload_core.web.redis_pool import pooled_client
 
 
 @dataclass
@@ -56,7 +57,7 @@ def lifespan_for(settings: Settings, *, sweep_lost_messages: bool = False):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.require_api_keys()
-        redis = connect(settings)
+        redis = pooled_client(settings)
         store = JobStore(redis, settings)
         app.state.services = Services(settings, store, ApiKeys.from_settings(settings))
         sweep = None
