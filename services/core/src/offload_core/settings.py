@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     tracing_ui_url_template: str = ""
     # One access log line per API request (offload.access); probes and scrapes only when they fail.
     access_log: bool = True
+    # Prometheus metrics of the gateway and the status service: served on this port only (a
+    # second small server in the process; the API port has no /metrics). 0: not served.
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    # How often the status service refreshes the gauges it reads from Redis (queue depth,
+    # running and dead jobs, Redis memory): a scrape itself never touches Redis.
+    metrics_refresh_seconds: float = Field(default=5.0, gt=0)
 
     # Bounds of the API services (offload_core/web/limits.py, web/http_protocol.py).
     # Redis connections per API process (live events use one more of their own); a request

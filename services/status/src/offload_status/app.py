@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from offload_core.settings import Settings
+from offload_core.web import queue_metrics
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
 from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
@@ -22,11 +23,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Offload status",
         version="1.0.0",
         description="Follow jobs: state, progress, results, live events (SSE) and queue depth.",
-        lifespan=lifespan_for(settings),
+        lifespan=lifespan_for(settings, background=[
+            # Queue gauges, refreshed here so that a scrape costs Redis nothing.
+            lambda app, services: queue_metrics.refresh_forever(services.store, settings.metrics_refresh_seconds),
+        ]),
         telemetry=FASTAPI_TELEMETRY_OFF,
     )
     install_problem_handlers(app)
-    install_observability(app, settings, queue_metrics_from_store=True)
+    install_observability(app, settings)
     add_routes(app, health_router, status_router)
     app.state.cluster_view = cluster_view_for(settings)  # GET /v1/queues shows it as `cluster`
     mount_dashboard(app, settings)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
@@ -21,7 +23,10 @@ from offload_core.jobs.store import JobStore
 from offload_core.maintenance.sweeper import LostMessageSweeper
 from offload_core.settings import Settings
 from offload_core.web.auth import ApiKeys, Principal
+from offload_core.web.metrics_server import MetricsServer
 from offload_core.web.redis_pool import pooled_client
+
+log = logging.getLogger("offload.web")
 
 
 @dataclass
@@ -51,27 +56,48 @@ def settle_collector() -> None:
     gc.set_threshold(COLLECTOR_GEN0_THRESHOLD, gen1, gen2)
 
 
-def lifespan_for(settings: Settings, *, sweep_lost_messages: bool = False):
-    """`sweep_lost_messages`: run the lost-message sweep (the gateway, which owns the queues)."""
+def _report_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background work %s stopped", task.get_name(), exc_info=task.exception())
+
+
+# Work a service runs beside its requests for as long as it serves: given the app and its
+# services, a coroutine that runs until cancelled at shutdown.
+BackgroundWork = Callable[[FastAPI, "Services"], Awaitable[None]]
+
+
+def lifespan_for(settings: Settings, *, sweep_lost_messages: bool = False,
+                 background: Sequence[BackgroundWork] = ()):
+    """`sweep_lost_messages`: run the lost-message sweep (the gateway, which owns the queues).
+    `background`: the service's own background work (live events, gauges, the memory guard)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.require_api_keys()
         redis = pooled_client(settings)
         store = JobStore(redis, settings)
-        app.state.services = Services(settings, store, ApiKeys.from_settings(settings))
-        sweep = None
+        services = Services(settings, store, ApiKeys.from_settings(settings))
+        app.state.services = services
+        metrics = None
+        if settings.metrics_port:
+            metrics = await MetricsServer(os.environ.get("OFFLOAD_HOST", "0.0.0.0"), settings.metrics_port).start()
+        work = [asyncio.create_task(run(app, services)) for run in background]
         if sweep_lost_messages and settings.lost_message_sweep_seconds > 0:
             sweeper = LostMessageSweeper(store, interval_seconds=settings.lost_message_sweep_seconds)
-            sweep = asyncio.create_task(sweeper.run(), name="lost-message-sweep")
+            work.append(asyncio.create_task(sweeper.run(), name="lost-message-sweep"))
+        for task in work:
+            task.add_done_callback(_report_failure)
         settle_collector()
         try:
             yield
         finally:
-            if sweep is not None:
-                sweep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+            for task in work:
+                task.cancel()
+            for task in work:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if metrics is not None:
+                await metrics.stop()
             await redis.aclose()
 
     return lifespan

@@ -1,9 +1,13 @@
-"""Queue gauges, read from Redis when the status service is scraped.
+"""Gauges the status service reads from Redis, refreshed in the background (`refresh_forever`).
 
     offload_queue_depth{queue}                 messages waiting (the list length KEDA reads)
     offload_queue_oldest_age_seconds{queue}    age of the oldest waiting message (0 when empty)
     offload_jobs_running{type}                 jobs running now
     offload_dead_letters                       jobs in the dead-letter set
+
+A scrape reads the last values and never touches Redis: scrapes cost Redis nothing, however
+often and by however many scrapers they come. The values are at most
+`OFFLOAD_METRICS_REFRESH_SECONDS` old.
 
 Only the status service exports these (it is the one that reads queues), so a sum over
 services does not count a queue twice. With several status replicas, use max() over them.
@@ -11,10 +15,15 @@ services does not count a queue twice. With several status replicas, use max() o
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from prometheus_client import Gauge
 
 from offload_core.errors import StoreUnavailable
 from offload_core.jobs.store import JobStore
+
+log = logging.getLogger("offload.queue_metrics")
 
 # "livemostrecent": correct should the status service ever run as several processes.
 QUEUE_DEPTH = Gauge("offload_queue_depth", "Messages waiting in a queue", ["queue"],
@@ -40,3 +49,9 @@ async def refresh(store: JobStore) -> None:
     for job_type, running in stats["running_by_type"].items():
         JOBS_RUNNING.labels(type=job_type).set(running)
     DEAD_LETTERS.set(stats["dead"])
+
+
+async def refresh_forever(store: JobStore, interval_seconds: float) -> None:
+    while True:
+        await refresh(store)
+        await asyncio.sleep(interval_seconds)
