@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     metrics_refresh_seconds: float = Field(default=5.0, gt=0)
 
     # Bounds of the API services (offload_core/web/limits.py, web/http_protocol.py).
+    # The most a JSON body (POST /v1/jobs/llm) may hold; OCR uploads have their own limit.
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A request's headers must arrive within this time, and its body within the second; a
+    # connection that does not keep up is answered 408 and closed (the slowloris guard).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Open connections (and so requests in progress) per process; beyond it 503 + Retry-After.
+    http_max_connections: int = Field(default=2048, ge=1)
     # Redis connections per API process (live events use one more of their own); a request
     # that finds them all busy waits up to the timeout, then gets 503 + Retry-After.
     redis_max_connections: int = Field(default=64, ge=1)

@@ -8,6 +8,7 @@ from offload_core.settings import Settings
 from offload_core.web import queue_metrics
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
+from offload_core.web.limits import RequestLimits
 from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
 from offload_core.web.problems import install_problem_handlers
 from offload_core.web.routers import add_routes
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=FASTAPI_TELEMETRY_OFF,
     )
     install_problem_handlers(app)
+    app.add_middleware(RequestLimits, max_connections=settings.http_max_connections)
     install_observability(app, settings)
     add_routes(app, health_router, status_router)
     app.state.cluster_view = cluster_view_for(settings)  # GET /v1/queues shows it as `cluster`

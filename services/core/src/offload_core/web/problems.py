@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from offload_core.errors import StoreUnavailable
 
@@ -126,6 +127,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("job store unavailable: %s", exc)
         return store_unavailable(request, STORE_DOWN_READ if request.method in ("GET", "HEAD") else STORE_DOWN_WRITE)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client went away (or a limit cut its body off, web.limits): nobody reads this answer.
+        return problem_response(400, "Client disconnected", "the request ended before its body was read",
+                                instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
