@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # that finds them all busy waits up to the timeout, then gets 503 + Retry-After.
     redis_max_connections: int = Field(default=64, ge=1)
     redis_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # The gateway refuses submits (503 + Retry-After) while Redis's used memory is at least
+    # this fraction of its maxmemory, read every `redis_memory_check_seconds` (INFO memory).
+    redis_memory_refuse_ratio: float = Field(default=0.9, gt=0, le=1)
+    redis_memory_check_seconds: float = Field(default=5.0, gt=0)
 
     # Job records, results and events live this long after the job was created or finished.
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
