@@ -55,6 +55,13 @@ def test_malformed_pairs_name_the_entry_without_echoing_the_secret():
     assert "secretvalue" not in str(info.value) and "no-colon" not in str(info.value)
 
 
+def test_stream_caps_must_fit_each_other_and_the_connection_cap():
+    with pytest.raises(SettingsError, match="OFFLOAD_SSE_MAX_STREAMS_PER_TENANT"):
+        Settings(env="dev", sse_max_streams=10, sse_max_streams_per_tenant=20)
+    with pytest.raises(SettingsError, match="OFFLOAD_HTTP_MAX_CONNECTIONS"):
+        Settings(env="dev", sse_max_streams=100, sse_max_streams_per_tenant=10, http_max_connections=100)
+
+
 # Real secrets next to bad values: none of them may reach the output of a process that refuses them.
 SECRETS = {
     "alice API key": "alice-key-" + "A" * 24, "bob API key": "bob-key-" + "B" * 24,

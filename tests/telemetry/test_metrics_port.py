@@ -23,9 +23,11 @@ def test_metrics_are_served_on_their_own_port_only_and_scrapes_do_no_redis_work(
     for service in (platform.gateway, platform.status):
         r = httpx.get(f"{service.url}/metrics", timeout=10)
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
-    assert ("offload_http_requests_total", frozenset({("method", "GET"), ("route", "unmatched"), ("status", "404")})) \
-        in scrape(platform.metrics_url("gateway"))
+    gateway = scrape(platform.metrics_url("gateway"))
+    assert value(gateway, "offload_http_connections_limit") == 2048
     status = scrape(platform.metrics_url("status"))
+    assert value(status, "offload_sse_streams_limit") == 1000
+    assert value(status, "offload_redis_used_memory_bytes") > 0
     assert ("offload_queue_depth", frozenset({("queue", "llm.normal")})) in status
 
     client = redis_client.Redis.from_url(redis_url)

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     redis_memory_refuse_ratio: float = Field(default=0.9, gt=0, le=1)
     redis_memory_check_seconds: float = Field(default=5.0, gt=0)
 
+    # Live event streams (SSE) of one status process: at most this many at once, at most
+    # `..._per_tenant` of them for one tenant (then 503 or 429 + Retry-After), and each ends
+    # after `sse_max_stream_seconds`, when the client resumes with Last-Event-ID.
+    sse_max_streams: int = Field(default=1000, ge=1)
+    sse_max_streams_per_tenant: int = Field(default=250, ge=1)
+    sse_max_stream_seconds: float = Field(default=600.0, ge=1)
+
     # Job records, results and events live this long after the job was created or finished.
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
@@ -204,6 +211,13 @@ class Settings(BaseSettings):
                     f"visibility timeout ({self.visibility_timeout_seconds}s) must exceed the {jt} "
                     f"hard time limit ({hard}s), or long jobs run twice"
                 )
+        if self.sse_max_streams_per_tenant > self.sse_max_streams:
+            problems.append(f"OFFLOAD_SSE_MAX_STREAMS_PER_TENANT ({self.sse_max_streams_per_tenant}) must not "
+                            f"exceed OFFLOAD_SSE_MAX_STREAMS ({self.sse_max_streams})")
+        if self.sse_max_streams >= self.http_max_connections:
+            problems.append(f"OFFLOAD_SSE_MAX_STREAMS ({self.sse_max_streams}) must be below "
+                            f"OFFLOAD_HTTP_MAX_CONNECTIONS ({self.http_max_connections}), or open streams "
+                            "leave no connection for other requests")
         try:
             keys = self.api_key_pairs
             secrets = self.webhook_secret_pairs
