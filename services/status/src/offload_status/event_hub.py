@@ -16,6 +16,9 @@ bounded buffer each), not connections: the process holds the store's pool plus t
 - A follower whose client reads slower than its job writes is cut off after FOLLOWER_BUFFER
   waiting events; its client resumes from its last event (`Last-Event-ID`), so nothing is lost
   and memory stays bounded.
+- The read names every followed stream (a thousand, on a busy process) and is sent again
+  whenever events arrive; so the command is kept encoded (`ReadCommand`), each stream's part
+  re-encoded only when its cursor moves, and sent as bytes on a connection of its own.
 
 The hub only follows: replaying stored events is the store's (`JobStore.events`), and the SSE
 stream (`sse.py`) uses both.
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import redis.asyncio as aioredis
@@ -35,7 +38,7 @@ from redis.exceptions import RedisError, ResponseError
 from offload_core.jobs import keys
 from offload_core.jobs.record import as_text
 from offload_core.settings import Settings
-from offload_core.web.redis_pool import pooled_client
+from offload_core.web.redis_pool import dedicated_connection
 
 log = logging.getLogger("offload.status.events")
 
@@ -51,6 +54,47 @@ RETRY_SECONDS = (0.2, 5.0)  # back-off of the reader while Redis is unreachable
 def stream_id(text: str) -> tuple[int, int]:
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+class ReadCommand:
+    """`CLIENT ID` then `XREAD COUNT n BLOCK ms STREAMS <keys> <ids>`, as the bytes Redis reads.
+
+    CLIENT ID goes with every read: a reconnected connection has a new id, and the id is what
+    `CLIENT UNBLOCK` needs."""
+
+    PREFIX = b"*2\r\n" + _bulk(b"CLIENT") + _bulk(b"ID")
+    HEAD = b"".join(_bulk(part) for part in (b"XREAD", b"COUNT", str(EVENTS_PER_READ).encode(), b"BLOCK",
+                                               str(BLOCK_MS).encode(), b"STREAMS"))
+
+    def __init__(self) -> None:
+        self._keys: dict[str, bytes] = {}
+        self._ids: dict[str, bytes] = {}
+        self.with_client_id = True  # off where an ACL refuses CLIENT: then nothing unblocks a read
+
+    def set(self, key: str, cursor: tuple[int, int]) -> None:
+        if key not in self._keys:
+            self._keys[key] = _bulk(key.encode())
+        self._ids[key] = _bulk(b"%d-%d" % cursor)
+
+    def remove(self, key: str) -> None:
+        self._keys.pop(key, None)
+        self._ids.pop(key, None)
+
+    def packed(self) -> bytes:
+        # Both dicts hold the same keys in the same (insertion) order.
+        return b"".join((self.PREFIX if self.with_client_id else b"", b"*%d\r\n" % (6 + 2 * len(self._keys)),
+                         self.HEAD, *self._keys.values(), *self._ids.values()))
+
+
+def _stream_replies(reply) -> Iterable[tuple[bytes, list]]:
+    """XREAD's reply as (key, entries): a map in RESP3, a list of pairs in RESP2, None when empty."""
+    if not reply:
+        return ()
+    return reply.items() if isinstance(reply, dict) else ((key, entries) for key, entries in reply)
 
 
 class Follower:
@@ -94,6 +138,7 @@ class LiveEventHub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._followers: dict[str, set[Follower]] = {}
+        self._command = ReadCommand()
         self._wanted = 0          # bumped when a stream joins: the reader's next read must include it
         self._reading = 0         # `_wanted` as it was when the read in flight was sent
         self._joined = asyncio.Event()
@@ -111,22 +156,35 @@ class LiveEventHub:
         """Follow a job's events past `cursor` for the length of the `with` block."""
         follower = Follower(keys.events(job_id), cursor)
         self._followers.setdefault(follower.key, set()).add(follower)
+        self._cursor_moved(follower.key)
         self._wanted += 1
         self._joined.set()
         self._wake_reader()
         try:
             yield follower
         finally:
-            group = self._followers.get(follower.key)
-            if group is not None:
-                group.discard(follower)
-                if not group:
-                    del self._followers[follower.key]
+            self._leave(follower)
+
+    def _leave(self, follower: Follower) -> None:
+        group = self._followers.get(follower.key)
+        if group is None or follower not in group:
+            return
+        group.discard(follower)
+        self._cursor_moved(follower.key)
+
+    def _cursor_moved(self, key: str) -> None:
+        """The lowest cursor among the stream's followers is what the next read asks from."""
+        group = self._followers.get(key)
+        if group:
+            self._command.set(key, min(f.cursor for f in group))
+        else:
+            self._followers.pop(key, None)
+            self._command.remove(key)
 
     async def run(self, control: aioredis.Redis) -> None:
         """The reader, until cancelled. `control`: a client of another connection (the store's)."""
         self._control = control
-        reader = pooled_client(self.settings, max_connections=1)
+        connection = dedicated_connection(self.settings)
         backoff = RETRY_SECONDS[0]
         try:
             while True:
@@ -135,12 +193,11 @@ class LiveEventHub:
                     await self._joined.wait()
                     continue
                 try:
-                    if self._reader_id is None:
-                        self._reader_id = await reader.client_id()
-                    reply = await self._read(reader)
+                    reply = await self._read(connection)
                 except (RedisError, OSError) as exc:
                     log.warning("live events: Redis read failed (%s); again in %.1f s", exc, backoff)
                     self._reader_id = None
+                    await connection.disconnect()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, RETRY_SECONDS[1])
                     continue
@@ -149,31 +206,41 @@ class LiveEventHub:
         finally:
             if self._waker is not None:
                 self._waker.cancel()
-            await reader.aclose()
+            await connection.disconnect()
 
-    async def _read(self, reader: aioredis.Redis):
-        # Each stream from the lowest cursor among its followers (each gets only what is past its own).
-        streams = {key: "%d-%d" % min(f.cursor for f in group) for key, group in self._followers.items()}
+    async def _read(self, connection):
         self._reading = self._wanted
-        pipe = reader.pipeline(transaction=False)
-        pipe.client_id()  # a connection redis-py had to remake has a new id: keep the one to unblock
-        pipe.xread(streams, count=EVENTS_PER_READ, block=BLOCK_MS)
-        self._reader_id, reply = await pipe.execute()
-        return reply
+        await connection.send_packed_command(self._command.packed())
+        if self._command.with_client_id:
+            try:
+                self._reader_id = int(await connection.read_response())
+            except ResponseError as exc:  # the XREAD's reply still follows on the connection
+                self._refuse_unblock(exc)
+        return await connection.read_response()
+
+    def _refuse_unblock(self, exc: Exception) -> None:
+        log.warning("live events: CLIENT refused (%s); a new stream may wait up to %d ms for its first live event",
+                    exc, BLOCK_MS)
+        self._command.with_client_id = False
+        self._unblock_allowed = False
+        self._reader_id = None
 
     def _dispatch(self, reply) -> None:
-        for key, rows in (reply.items() if isinstance(reply, dict) else reply or []):
-            group = self._followers.get(as_text(key))
+        for raw_key, rows in _stream_replies(reply):
+            key = as_text(raw_key)
+            group = self._followers.get(key)
             if not group:
                 continue  # its last follower left during the read
-            events = [(stream_id(as_text(i)), (as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])))
-                      for i, f in rows]
+            events = []
+            for raw_id, fields in rows:
+                event_id = as_text(raw_id)
+                values = dict(zip(fields[::2], fields[1::2]))
+                events.append((stream_id(event_id), (event_id, as_text(values[b"kind"]), as_text(values[b"data"]))))
             for follower in list(group):
                 follower.deliver(events)
                 if follower.cut_off:
                     group.discard(follower)  # it no longer holds the stream's cursor back
-            if not group:
-                self._followers.pop(as_text(key), None)
+            self._cursor_moved(key)
 
     def _wake_reader(self) -> None:
         if self._unblock_allowed and (self._waker is None or self._waker.done()):
@@ -188,9 +255,7 @@ class LiveEventHub:
                 if await self._control.client_unblock(self._reader_id):
                     return
             except ResponseError as exc:  # not allowed (an ACL): joins wait for BLOCK_MS at most
-                log.warning("live events: CLIENT UNBLOCK refused (%s); new streams may wait up to %d ms",
-                            exc, BLOCK_MS)
-                self._unblock_allowed = False
+                self._refuse_unblock(exc)
                 return
             except (RedisError, OSError):
                 return

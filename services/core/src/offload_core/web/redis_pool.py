@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection
 
 from offload_core.jobs.store import connect
 from offload_core.settings import Settings
@@ -28,3 +29,10 @@ def pooled_client(settings: Settings, *, max_connections: int | None = None) -> 
         **template.connection_kwargs,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def dedicated_connection(settings: Settings) -> AbstractConnection:
+    """One connection outside any pool (connected on first use), with the store's options: for
+    a reader that spends its life in a blocking read (the status service's live-event hub)."""
+    template = connect(settings).connection_pool
+    return template.connection_class(**template.connection_kwargs)
