@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from offload_client import OffloadClient
-from tests.support.platform import Platform, parse_sse
-from tests.support.processes import Service, free_port
+from tests.support.platform import Platform, PlatformFactory, parse_sse
+from tests.support.processes import RedisServer, Service, free_port
 from tests.telemetry.prom import scrape, value
 
 STREAMS = 500
@@ -192,3 +192,41 @@ def test_streams_cut_at_their_lifetime_resume_with_no_event_lost_or_repeated(pla
     figures.record("16-stream-lifetime", lifetime_s=1, events=len(got), token_events=tokens,
                    streams_opened_by_client=int(streams), lost=0, repeated=0,
                    completion_tokens=result.get("usage", {}).get("completion_tokens"))
+
+
+@pytest.mark.slow
+def test_streams_still_follow_live_where_an_acl_refuses_client_commands(tmp_path):
+    """Managed Redis often refuses CLIENT to applications: the hub then cannot end a read early
+    for a new stream, which waits for the read's timeout (5 s) instead; nothing else changes."""
+    server = RedisServer().start()
+    admin = server.client()
+    admin.execute_command("ACL", "SETUSER", "offload", "on", ">app-password-1234", "~*", "&*", "+@all", "-client")
+    factory = PlatformFactory(redis_url=f"redis://offload:app-password-1234@127.0.0.1:{server.port}/0",
+                              log_dir=tmp_path)
+    try:
+        platform = factory.start(workers=())
+        first, second = (platform.submit_llm({"prompt": p, "max_tokens": 4}).json()["id"] for p in ("a", "b"))
+
+        async def scenario() -> float:
+            _, _, one = await open_stream(platform, first, "alice")
+            await one.read_until(1, timeout=10)
+            await asyncio.sleep(0.5)  # the hub's read is now blocked on the first stream alone
+            _, _, two = await open_stream(platform, second, "alice")
+            await two.read_until(1, timeout=10)
+            started = time.monotonic()
+            async with httpx.AsyncClient(timeout=10) as http:
+                for job_id in (first, second):
+                    r = await http.delete(f"{platform.gateway.url}/v1/jobs/{job_id}", headers=platform.headers())
+                    assert r.status_code == 200
+            await asyncio.gather(one.read_to_end(15), two.read_to_end(15))
+            for stream in (one, two):
+                assert [e[2]["state"] for e in stream.events] == ["queued", "cancelled"] and stream.ended
+                stream.writer.close()
+            return time.monotonic() - started
+
+        assert asyncio.run(scenario()) < 7
+        assert "CLIENT refused" in platform.status.log_text()
+    finally:
+        factory.stop_all()
+        admin.close()
+        server.cleanup()
