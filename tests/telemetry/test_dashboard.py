@@ -10,7 +10,9 @@ from prometheus_client import REGISTRY
 
 import offload_core.jobs.metrics  # noqa: F401 - registers the job metrics
 import offload_core.web.observability  # noqa: F401 - registers the HTTP metrics
-import offload_core.web.queue_metrics  # noqa: F401 - registers the queue gauges
+import offload_core.web.limits  # noqa: F401 - registers the HTTP limit metrics
+import offload_core.web.queue_metrics  # noqa: F401 - registers the queue and Redis memory gauges
+import offload_status.stream_slots  # noqa: F401 - registers the live stream gauges
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "k8s" / "grafana" / "offload-dashboard.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
