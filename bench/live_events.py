@@ -28,7 +28,7 @@ from offload_core.jobs.store import NewJob
 from offload_core.types import JobType, Priority
 
 from .offload import LLM_PAYLOAD, TENANT, OffloadEnv, llm_job
-from .procs import RedisServer, free_port
+from .procs import RedisServer
 from .stats import percentile, summary
 
 READER = "reader"
@@ -157,8 +157,7 @@ def run(server: RedisServer, log_dir, *, rounds: int, followers: int, seconds: f
     env = OffloadEnv(server.url, log_dir)
     reader_key = secrets.token_urlsafe(24)
     status = env.status(OFFLOAD_API_KEYS=f"{TENANT}:{env.api_key},{READER}:{reader_key}",
-                        OFFLOAD_SSE_MAX_STREAMS=str(followers), OFFLOAD_SSE_MAX_STREAMS_PER_TENANT=str(followers),
-                        OFFLOAD_METRICS_PORT=str(free_port())).start()
+                        OFFLOAD_SSE_MAX_STREAMS=str(followers), OFFLOAD_SSE_MAX_STREAMS_PER_TENANT=str(followers)).start()
     samples: dict[str, list[float]] = {k: [] for k in (
         "read_p50_ms", "read_p99_ms", "readyz_p99_ms", "delivery_p50_ms", "delivery_p99_ms", "delivery_max_ms",
         "open_seconds", "status_cpu_percent", "status_rss_mib")}
