@@ -55,12 +55,15 @@ class OffloadEnv:
 
     def gateway(self, name: str = "offload-gateway", **extra: str) -> Proc:
         port = free_port()
-        return Proc(name, [str(VENV_BIN / "offload-gateway")], self.env(OFFLOAD_PORT=str(port), **extra),
+        return Proc(name, [str(VENV_BIN / "offload-gateway")],
+                    self.env(OFFLOAD_PORT=str(port), **{"OFFLOAD_METRICS_PORT": str(free_port()), **extra}),
                     self.log_dir, port=port)
 
     def status(self, **extra: str) -> Proc:
+        # Each API service serves its metrics on a port of its own: a free one here, not 9090.
         return Proc("offload-status", [str(VENV_BIN / "offload-status")],
-                    self.env(OFFLOAD_PORT=str(self.status_port), **extra), self.log_dir, port=self.status_port)
+                    self.env(OFFLOAD_PORT=str(self.status_port), **{"OFFLOAD_METRICS_PORT": str(free_port()), **extra}),
+                    self.log_dir, port=self.status_port)
 
     def probe_worker(self, concurrency: int = 2, name: str = "offload-probe-worker") -> Proc:
         """The product's own OCR worker, running probe jobs (every worker runs them): claim, lease,

@@ -21,6 +21,7 @@ from .stats import spread_pct  # noqa: E402
 TARGETS = {
     "submit_ratio": 0.5, "submit_p99_ms": 10.0, "worker_ratio": 0.8, "latency_ratio": 2.0,
     "ocr_vs_pytesseract": 3.0, "ocr_vs_tesserocr": 0.95, "llm_vs_direct": 0.95,
+    "sse_read_p99_ms": 100.0, "sse_delivery_p99_ms": 100.0,
 }
 
 
@@ -201,6 +202,29 @@ def recovery_table(r: dict[str, Any]) -> str:
           f"{st['lease_reaper_s']} s, delayed-set poll {st['delayed_poll_s']} s." + _load(r))
 
 
+def sse_table(e: dict[str, Any]) -> str:
+    n = e["followers"]
+    text = _table([f"{n:,} followers on one status process, {e['seconds']:.0f} s of events", "p50 ms", "p99 ms"], [
+        ["another tenant's `GET /v1/jobs/{id}`", _f(e["read_p50_ms"], 1), _f(e["read_p99_ms"], 1)],
+        ["`GET /readyz`", "—", _f(e["readyz_p99_ms"], 1)],
+        ["event written → follower has it", _f(e["delivery_p50_ms"], 1), _f(e["delivery_p99_ms"], 1)],
+    ])
+    read, delivery = e["read_p99_ms"]["median"], e["delivery_p99_ms"]["median"]
+    lines = [
+        f"Another tenant's read p99 < {TARGETS['sse_read_p99_ms']:.0f} ms: {_mark(read < TARGETS['sse_read_p99_ms'])}; "
+        f"event delivery p99 < {TARGETS['sse_delivery_p99_ms']:.0f} ms: "
+        f"{_mark(delivery < TARGETS['sse_delivery_p99_ms'])}.",
+        f"Events: {min(e['events_sent']):,}+ written per round, one per job every {e['event_interval_s']:g} s; "
+        f"followers that got exactly their job's events, in order, once: {min(e['followers_exact']):,} of {n:,} "
+        f"(every round); failed reads: {max(e['errors'])}.",
+        f"The status process: {max(e['status_redis_connections'])} Redis connections at most, "
+        f"{_f(e['status_cpu_percent'])}% CPU, {_f(e['status_rss_mib'])} MiB RSS; all {n:,} streams open in "
+        f"{_f(e['open_seconds'], 1)} s.",
+        f"Slowest delivery: {_f(e['delivery_max_ms'])} ms.",
+    ]
+    return f"{text}\n\n" + "\n".join(f"- {x}" for x in lines) + _load(e)
+
+
 def tables(results: dict[str, Any]) -> dict[str, str]:
     s = results["sections"]
     out: dict[str, str] = {}
@@ -222,6 +246,8 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
         out["autoscale"] = autoscale_table(s["autoscale"])
     if "recovery" in s:
         out["recovery"] = recovery_table(s["recovery"])
+    if "sse" in s:
+        out["sse"] = sse_table(s["sse"])
     m = results["machine"]
     pk = ", ".join(f"{k} {v}" for k, v in {**m["packages"], **m.get("peers", {})}.items())
     out["machine"] = (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "

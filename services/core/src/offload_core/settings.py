@@ -11,9 +11,9 @@ import os
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from offload_core.types import JobType
@@ -22,18 +22,35 @@ from offload_core.types import JobType
 KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "devkey", "example"})
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be used. The message names each variable and what is wrong with it,
+    never a value: a value may be a secret, or sit next to one (a key pasted into the wrong
+    variable, a Redis URL with its password)."""
+
+
 def parse_pairs(text: str) -> list[tuple[str, str]]:
     """Parse `name:value` pairs separated by commas or new lines (`#` starts a comment)."""
     pairs: list[tuple[str, str]] = []
-    for raw in text.replace(",", "\n").splitlines():
+    for number, raw in enumerate(text.replace(",", "\n").splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         name, sep, value = line.partition(":")
         if not sep or not name.strip() or not value.strip():
-            raise ValueError(f"expected 'name:value', got {line.split(':', 1)[0]!r}:<...>")
+            # Not even the name is echoed: an entry without a colon may be a bare secret.
+            raise ValueError(f"entry {number} is not 'name:value' (a name, a colon, then the value)")
         pairs.append((name.strip(), value.strip()))
     return pairs
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem: the variable and pydantic's message, without the input."""
+    lines = []
+    for err in error.errors(include_input=False, include_url=False, include_context=False):
+        loc = "_".join(str(part) for part in err.get("loc", ()))
+        where = f"OFFLOAD_{loc.upper()}" if loc else "settings"
+        lines.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "invalid settings (values are not shown): " + "; ".join(lines)
 
 
 def _default_tessdata() -> str:
@@ -44,6 +61,14 @@ def _default_tessdata() -> str:
 class Settings(BaseSettings):
     # hide_input_in_errors: a ValidationError would otherwise print every input, secrets included.
     model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore", hide_input_in_errors=True)
+
+    def __init__(self, **values: Any) -> None:
+        # pydantic's ValidationError shows every bad input, and a model-level error shows the
+        # whole input, secrets included; `from None` keeps it out of the traceback too.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
 
     env: Literal["dev", "production"] = "production"
     redis_url: str = "redis://localhost:6379/0"
@@ -73,6 +98,37 @@ class Settings(BaseSettings):
     tracing_ui_url_template: str = ""
     # One access log line per API request (offload.access); probes and scrapes only when they fail.
     access_log: bool = True
+    # Prometheus metrics of the gateway and the status service: served on this port only (a
+    # second small server in the process; the API port has no /metrics). 0: not served.
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    # How often the status service refreshes the gauges it reads from Redis (queue depth,
+    # running and dead jobs, Redis memory): a scrape itself never touches Redis.
+    metrics_refresh_seconds: float = Field(default=5.0, gt=0)
+
+    # Bounds of the API services (offload_core/web/limits.py, web/http_protocol.py).
+    # The most a JSON body (POST /v1/jobs/llm) may hold; OCR uploads have their own limit.
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A request's headers must arrive within this time, and its body within the second; a
+    # connection that does not keep up is answered 408 and closed (the slowloris guard).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Open connections (and so requests in progress) per process; beyond it 503 + Retry-After.
+    http_max_connections: int = Field(default=2048, ge=1)
+    # Redis connections per API process (live events use one more of their own); a request
+    # that finds them all busy waits up to the timeout, then gets 503 + Retry-After.
+    redis_max_connections: int = Field(default=64, ge=1)
+    redis_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # The gateway refuses submits (503 + Retry-After) while Redis's used memory is at least
+    # this fraction of its maxmemory, read every `redis_memory_check_seconds` (INFO memory).
+    redis_memory_refuse_ratio: float = Field(default=0.9, gt=0, le=1)
+    redis_memory_check_seconds: float = Field(default=5.0, gt=0)
+
+    # Live event streams (SSE) of one status process: at most this many at once, at most
+    # `..._per_tenant` of them for one tenant (then 503 or 429 + Retry-After), and each ends
+    # after `sse_max_stream_seconds`, when the client resumes with Last-Event-ID.
+    sse_max_streams: int = Field(default=1000, ge=1)
+    sse_max_streams_per_tenant: int = Field(default=250, ge=1)
+    sse_max_stream_seconds: float = Field(default=600.0, ge=1)
 
     # A job's record and result live this long after the job ended; an unfinished job never expires.
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=10)
@@ -225,6 +281,13 @@ class Settings(BaseSettings):
                     f"visibility timeout ({self.visibility_timeout_seconds}s) must exceed the {jt} "
                     f"hard time limit ({hard}s), or long jobs run twice"
                 )
+        if self.sse_max_streams_per_tenant > self.sse_max_streams:
+            problems.append(f"OFFLOAD_SSE_MAX_STREAMS_PER_TENANT ({self.sse_max_streams_per_tenant}) must not "
+                            f"exceed OFFLOAD_SSE_MAX_STREAMS ({self.sse_max_streams})")
+        if self.sse_max_streams >= self.http_max_connections:
+            problems.append(f"OFFLOAD_SSE_MAX_STREAMS ({self.sse_max_streams}) must be below "
+                            f"OFFLOAD_HTTP_MAX_CONNECTIONS ({self.http_max_connections}), or open streams "
+                            "leave no connection for other requests")
         try:
             keys = self.api_key_pairs
             secrets = self.webhook_secret_pairs

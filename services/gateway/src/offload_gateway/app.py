@@ -12,11 +12,14 @@ from starlette.types import Receive, Scope, Send
 from offload_core.settings import Settings
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
+from offload_core.web.limits import RequestLimits, RouteLimit
 from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
 from offload_core.web.problems import install_problem_handlers
+from offload_core.web.redis_memory import MemoryGuard
 from offload_core.web.routers import add_routes
 
 from .routes import router as jobs_router
+from .uploads import FORM_OVERHEAD_BYTES
 
 
 class BrowserOnlyCORS(CORSMiddleware):
@@ -38,15 +41,25 @@ class BrowserOnlyCORS(CORSMiddleware):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # Redis near its maxmemory: submits are refused (web.redis_memory); read in the background.
+    memory_guard = MemoryGuard(refuse_ratio=settings.redis_memory_refuse_ratio,
+                               interval_seconds=settings.redis_memory_check_seconds)
     app = FastAPI(
         title="Offload gateway",
         version="1.0.0",
         description="Submit OCR and LLM jobs. Every job is stored and queued before the 202 answer; "
                     "follow it on the status service (Location header).",
-        lifespan=lifespan_for(settings, maintenance=True),
+        lifespan=lifespan_for(settings, maintenance=True,
+                              background=[lambda app, services: memory_guard.run(services.store.redis)]),
         telemetry=FASTAPI_TELEMETRY_OFF,
     )
     install_problem_handlers(app)
+    # Inside the observability middleware (added next), so refusals are counted and logged too.
+    app.add_middleware(RequestLimits, max_connections=settings.http_max_connections, routes={
+        ("POST", "/v1/jobs/llm"): RouteLimit(settings.max_json_body_bytes, admit=memory_guard.refusal),
+        ("POST", "/v1/jobs/ocr"): RouteLimit(settings.ocr_max_upload_bytes + FORM_OVERHEAD_BYTES,
+                                             admit=memory_guard.refusal),
+    })
     install_observability(app, settings)
     add_routes(app, health_router, jobs_router)
     # The dashboard, served by the status service (another origin), cancels and requeues jobs

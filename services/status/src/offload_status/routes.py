@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from offload_core.jobs.record import Job
 from offload_core.queue.scaling import desired_replicas, scaled_queues
@@ -13,7 +13,7 @@ from offload_core.types import WORKER_TYPES, JobState, JobType
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
-from .sse import EVENT_ID, job_event_stream
+from .sse import EVENT_ID, LiveEventResponse, job_event_stream, stream_deadline
 
 router = APIRouter(prefix="/v1", tags=["status"])
 
@@ -55,21 +55,28 @@ async def get_result(job_id: str, caller: AuthenticatedCaller) -> Response:
     return Response(raw, media_type="application/json")
 
 
-@router.get("/jobs/{job_id}/events", responses={**_COMMON, 200: {"content": {"text/event-stream": {}}}},
-            summary="Live events (SSE): replays history, follows live, resumes from Last-Event-ID")
+@router.get("/jobs/{job_id}/events", responses={
+    **_COMMON, 200: {"content": {"text/event-stream": {}}},
+    400: {"description": "Invalid Last-Event-ID", **_PROBLEM},
+    429: {"description": "Your tenant has its limit of live streams open on this server (see Retry-After)",
+          **_PROBLEM},
+    503: {"description": "Job store unavailable, or this server has its limit of live streams open "
+                         "(see Retry-After)", **_PROBLEM}},
+    summary="Live events (SSE): replays history, follows live, resumes from Last-Event-ID")
 async def job_events(
     job_id: str, request: Request, caller: AuthenticatedCaller,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> StreamingResponse:
+) -> LiveEventResponse:
+    """The stream ends after the job's final state, or after OFFLOAD_SSE_MAX_STREAM_SECONDS:
+    reconnect with Last-Event-ID (EventSource and the Offload clients do) to continue."""
     store = caller.store
     await _own_job(store, job_id, caller.principal.tenant)
     after = (last_event_id or "0-0").strip()
     if not EVENT_ID.match(after):
         raise ProblemError(400, "Invalid Last-Event-ID", "Last-Event-ID must be an event id this stream sent")
-    return StreamingResponse(
-        job_event_stream(request, store, job_id, after), media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    slot = request.app.state.stream_slots.acquire(caller.principal.tenant)  # 429 / 503 at the limits
+    deadline = stream_deadline(caller.settings.sse_max_stream_seconds)
+    return LiveEventResponse(job_event_stream(store, request.app.state.event_hub, job_id, after, deadline), slot)
 
 
 @router.get("/jobs", responses=_COMMON, summary="Your jobs, newest first, with cursor paging")

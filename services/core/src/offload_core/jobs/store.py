@@ -1,4 +1,4 @@
-"""The job store as the APIs use it (asyncio): submit, cancel, requeue, read, list, replay, follow.
+"""The job store as the APIs use it (asyncio): submit, cancel, requeue, read, list, replay.
 
 Every write is one Lua script from `offload_core.jobs.scripts`; reads are plain commands. Redis
 errors surface as `StoreUnavailable`, which the APIs turn into 503 + Retry-After.
@@ -258,15 +258,6 @@ class JobStore:
         record = {f: as_text(v) for f, v in zip(REPLAY_FIELDS, values) if v is not None}
         stream = [(as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows]
         return replay(after, stream, record, complete=len(rows) < count)
-
-    async def follow_events(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, str, str]]:
-        """Wait up to `block_ms` for events after `after` (stream id)."""
-        async with _unavailable_as_error():
-            reply = await self.redis.xread({keys.events(job_id): after}, block=block_ms, count=500)
-        out: list[tuple[str, str, str]] = []
-        for _, rows in reply or []:
-            out.extend((as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows)
-        return out
 
     async def queue_stats(self) -> dict[str, Any]:
         """Depth and age of the oldest message per queue; running, scheduled or retrying, and dead
