@@ -19,10 +19,12 @@ LAYERS: list[set[str]] = [
     {"payloads"},
     {"queue"},
     {"jobs"},
+    {"fleet"},
     {"webhooks"},
     {"maintenance"},
     {"worker"},
     {"web"},
+    {"celery"},  # the app Celery's command-line tools load (offload_core/celery.py)
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -257,6 +257,23 @@ class Settings(BaseSettings):
     worker_http_port: int = Field(default=9100, ge=0, le=65535)
     worker_shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
     worker_max_tasks_per_child: int = Field(default=0, ge=0)
+    # The worker registry (offload_core/fleet): each worker process writes its entry every
+    # `worker_heartbeat_seconds` from its consumer loop; one not seen for
+    # `worker_lost_after_seconds` is `lost`, and is listed as such for
+    # `worker_lost_retention_seconds`, then dropped.
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0, le=60)
+    worker_lost_after_seconds: float = Field(default=30.0, gt=0)
+    worker_lost_retention_seconds: int = Field(default=3600, ge=60)
+    # A worker's /healthz fails (503) once its consumer loop has made no progress for this long
+    # while Redis answers: the loop is hung, and only a restart helps. (With the solo pool the
+    # loop runs the jobs, so the longest hard time limit is added.)
+    worker_liveness_seconds: float = Field(default=60.0, gt=0)
+    # Celery's remote control (`celery inspect`, `celery control`, Flower's worker pages): each
+    # worker listens on a Redis pub/sub channel; nothing per job.
+    celery_remote_control: bool = True
+    # Celery's task events (`celery events`, Flower's task pages) and the worker heartbeats that
+    # come with them: three Redis PUBLISHes per job (docs/operations.md has the measured cost).
+    celery_events: bool = False
 
     # In-cluster view (status): the worker Deployments and ScaledObjects of this Helm release
     # (`app.kubernetes.io/instance`; empty: any release) in this namespace (empty: the service
@@ -281,6 +298,10 @@ class Settings(BaseSettings):
                     f"visibility timeout ({self.visibility_timeout_seconds}s) must exceed the {jt} "
                     f"hard time limit ({hard}s), or long jobs run twice"
                 )
+        if self.worker_lost_after_seconds < 2 * self.worker_heartbeat_seconds:
+            problems.append(f"OFFLOAD_WORKER_LOST_AFTER_SECONDS ({self.worker_lost_after_seconds:g}) must be at least "
+                            f"twice OFFLOAD_WORKER_HEARTBEAT_SECONDS ({self.worker_heartbeat_seconds:g}), or a "
+                            "worker one beat late is reported lost")
         if self.sse_max_streams_per_tenant > self.sse_max_streams:
             problems.append(f"OFFLOAD_SSE_MAX_STREAMS_PER_TENANT ({self.sse_max_streams_per_tenant}) must not "
                             f"exceed OFFLOAD_SSE_MAX_STREAMS ({self.sse_max_streams})")

@@ -19,7 +19,12 @@
     offload:webhooks              zset    the webhook outbox: `<job id>/<final event id>` by when its
                                           next delivery attempt is due (maintenance/webhooks.py)
     offload:counters              hash    lifetime totals, `<type>:<outcome>`
-    offload:stats:{m}             string  a snapshot of the counters taken in minute m (throughput)
+    offload:stats:{m}             string  a snapshot of the counters taken in minute m (throughput),
+                                          kept two hours (offload_core/jobs/throughput.py)
+    offload:workers               zset    the worker registry: worker ids by when each was last seen
+                                          (offload_core/fleet); trimmed past the lost-worker retention
+    offload:worker:{id}           hash    one worker process's entry (type, host, pid, pool, counts,
+                                          current jobs); expires a retention after its last beat
     offload:lock:{task}           string  one gateway replica runs a maintenance task per interval
 
 No job key expires while its job is unfinished: every state change sets the TTLs (the record and
@@ -36,6 +41,7 @@ COUNTERS = f"{PREFIX}:counters"
 PENDING = f"{PREFIX}:pending"
 DELAYED = f"{PREFIX}:delayed"
 WEBHOOKS = f"{PREFIX}:webhooks"
+WORKERS = f"{PREFIX}:workers"
 # kombu's Redis transport keeps a delivered, unacknowledged message in this hash (its default
 # `unacked_key`) and its delivery tag in this sorted set until the worker acknowledges it.
 KOMBU_UNACKED = "unacked"
@@ -76,6 +82,10 @@ def idempotency(tenant: str, key: str) -> str:
 
 def stats(minute: int) -> str:
     return f"{PREFIX}:stats:{minute}"
+
+
+def worker(worker_id: str) -> str:
+    return f"{PREFIX}:worker:{worker_id}"
 
 
 def lock(task: str) -> str:

@@ -68,9 +68,12 @@ def make_celery(settings: Settings, job_type: JobType, *, main: str | None = Non
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
-        worker_enable_remote_control=False,
+        # Celery's own tools (docs/operations.md): remote control answers `celery inspect` and
+        # Flower's worker pages (a pub/sub channel per worker, nothing per job); task events
+        # feed `celery events` and Flower's task pages (three PUBLISHes per job), off by default.
+        worker_send_task_events=settings.celery_events,
+        task_send_sent_event=False,  # the gateway queues jobs without Celery: nothing would send it
+        worker_enable_remote_control=settings.celery_remote_control,
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,
         worker_soft_shutdown_timeout=settings.worker_shutdown_timeout_seconds,
         worker_enable_soft_shutdown_on_idle=True,
@@ -78,5 +81,18 @@ def make_celery(settings: Settings, job_type: JobType, *, main: str | None = Non
     if urlsplit(settings.redis_url).scheme == "rediss":
         # kombu turns on TLS from the URL scheme only for its own transport name; with ours it
         # must be said. Certificates are verified, as the APIs' Redis client (redis-py) does.
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return app
+
+
+def make_control_app(settings: Settings) -> Celery:
+    """The app Celery's own tools load (`celery -A offload_core inspect ...`, `celery -A
+    offload_core events`, Flower; offload_core/celery.py): the broker and transport the workers
+    use, and no queue of its own, so a `celery worker` started from it by mistake takes no job."""
+    app = Celery("offload", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(broker_transport=TRANSPORT, task_serializer="json", accept_content=["json"],
+                    task_ignore_result=True, result_backend=None, broker_connection_retry_on_startup=True,
+                    task_queues=[], task_default_queue="offload-control-only")
+    if urlsplit(settings.redis_url).scheme == "rediss":
         app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return app

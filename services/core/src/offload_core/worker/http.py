@@ -1,7 +1,10 @@
 """A worker's small HTTP port: /healthz, /readyz (Redis answers) and /metrics.
 
 Served by a thread of the worker's main process (not the job processes), so a long job never
-makes the worker look dead to its liveness probe.
+makes the worker look dead to its liveness probe. What /healthz says is not the thread's own
+word, though: it fails (503) once the consumer loop has made no progress for
+OFFLOAD_WORKER_LIVENESS_SECONDS while Redis answers (worker/presence.py), so a hung worker is
+restarted instead of looking idle forever.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import redis
 from redis.exceptions import RedisError
 
 from offload_core.settings import Settings
+from offload_core.worker.presence import Presence
 
 log = logging.getLogger("offload.worker.http")
 
 
-def start_health_server(settings: Settings, client: redis.Redis) -> ThreadingHTTPServer | None:
+def start_health_server(settings: Settings, client: redis.Redis, presence: Presence) -> ThreadingHTTPServer | None:
     if not settings.worker_http_port:
         return None
 
@@ -27,7 +31,11 @@ def start_health_server(settings: Settings, client: redis.Redis) -> ThreadingHTT
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
-                self._send(200, "application/json", json.dumps({"status": "ok"}).encode())
+                alive, why = presence.liveness()
+                body = {"status": "ok", "detail": why} if alive else {
+                    "type": "about:blank", "title": "Consumer loop stalled", "status": 503, "detail": why}
+                self._send(200 if alive else 503, "application/json" if alive else "application/problem+json",
+                           json.dumps(body).encode())
             elif path == "/readyz":
                 try:
                     ok = bool(client.ping())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Callable
 
 from celery import Celery
@@ -26,20 +25,36 @@ from offload_core.settings import Settings
 from offload_core.types import JobType
 from offload_core.worker.handler import JobHandler
 from offload_core.worker.http import start_health_server
+from offload_core.worker.presence import Presence
 from offload_core.worker.probe import handle_probe
 from offload_core.worker.runner import JobRunner, WorkerResources
 
 log = logging.getLogger("offload.worker")
 
 
-def build_worker(job_type: JobType, handler: JobHandler, settings: Settings) -> Celery:
+def build_worker(job_type: JobType, handler: JobHandler, settings: Settings,
+                 presence: Presence | None = None) -> Celery:
     """The Celery app of a `job_type` worker: its own jobs' task, and the probe jobs' (every
-    worker runs those), sharing one store and lease keeper per process."""
+    worker runs those), sharing one store and lease keeper per process; with `presence`, the
+    worker registers itself and its consumer loop's pulse (worker/presence.py)."""
     app = make_celery(settings, job_type)
-    resources = WorkerResources(settings)
+    resources = WorkerResources(settings, presence.counts if presence else None)
     JobRunner(app, job_type, handler, settings, resources).register()
     JobRunner(app, JobType.PROBE, handle_probe, settings, resources).register()
+    if presence is not None:
+        app.steps["consumer"].add(presence.consumer_step())
     return app
+
+
+def celery_flags(settings: Settings) -> list[str]:
+    """Gossip and mingle stay off: gossip has every worker follow every other's events (a cost
+    that grows with the square of the fleet), mingle syncs revoked task ids at start, which
+    Offload does not use (cancel is its own). Celery's worker heartbeat is an event: it comes
+    with OFFLOAD_CELERY_EVENTS, for `celery events` and Flower to see workers online."""
+    flags = ["--without-gossip", "--without-mingle"]
+    if not settings.celery_events:
+        flags.append("--without-heartbeat")
+    return flags
 
 
 # Celery's lines for every task: "received" (in the parent, which paces prefetch-1 delivery)
@@ -63,8 +78,10 @@ def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler]
     multiprocess_metrics.enable()
     settings = Settings()
     redact_settings(settings)
-    app = build_worker(job_type, make_handler(settings), settings)
-    server = start_health_server(settings, connect_sync(settings))
+    client = connect_sync(settings)
+    presence = Presence(settings, job_type, client)
+    app = build_worker(job_type, make_handler(settings), settings, presence)
+    server = start_health_server(settings, client, presence)
     main_pid = os.getpid()
     service_name = f"offload-worker-{job_type.value}"
     preload_tracing(celery=True)
@@ -103,10 +120,10 @@ def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler]
         f"--concurrency={settings.worker_concurrency}",
         f"--pool={settings.worker_pool}",
         f"--queues={','.join(consumed_by(job_type))}",
-        f"--hostname={job_type.value}@{socket.gethostname()}",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
+        f"--hostname={presence.identity.id}",
+        *celery_flags(settings),
     ]
-    log.info("starting %s worker on %s", job_type.value, ", ".join(consumed_by(job_type)))
+    log.info("starting %s worker %s on %s (remote control %s, task events %s)", job_type.value,
+             presence.identity.id, ", ".join(consumed_by(job_type)),
+             "on" if settings.celery_remote_control else "off", "on" if settings.celery_events else "off")
     app.worker_main(argv)

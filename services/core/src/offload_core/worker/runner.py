@@ -46,6 +46,7 @@ from offload_core.settings import Settings
 from offload_core.types import JobState, JobType
 from offload_core.worker.handler import JobHandler
 from offload_core.worker.leases import Lease, LeaseKeeper
+from offload_core.worker.presence import RunCounts
 
 log = logging.getLogger("offload.runner")
 
@@ -128,7 +129,9 @@ class WorkerResources:
     """What the runners of one worker process share, made once per process (after the fork):
     the store's Redis connection and the one lease-keeper thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, counts: RunCounts | None = None) -> None:
+        # The registry's processed and failed counts, shared by every process of the worker.
+        self.counts = counts
         self._store = PerProcess(lambda: WorkerJobStore(connect_sync(settings), settings))
         self._leases = PerProcess(lambda: LeaseKeeper(self.store, max(0.5, settings.lease_seconds / 3)))
         self._payloads = PerProcess(lambda: S3PayloadStore.from_settings(settings) if settings.payload_store == "s3"
@@ -141,6 +144,10 @@ class WorkerResources:
     @property
     def leases(self) -> LeaseKeeper:
         return self._leases.get()
+
+    def count(self, outcome: JobState) -> None:
+        if self.counts is not None:
+            self.counts.add(outcome)
 
     def payload_of(self, job: Job) -> bytes:
         """A job's input kept in object storage (its record holds the reference). Raises a
@@ -196,25 +203,27 @@ class JobRunner:
 
         @self.app.task(name=TASK_NAMES[self.job_type], bind=True, base=JobTask, acks_late=True,
                        soft_time_limit=soft, time_limit=hard)
-        def run_job(task: Task, job_id: str, tenant: str | None = None) -> None:
-            runner.run(job_id, tenant)
+        def run_job(task: Task, job_id: str, tenant: str | None = None) -> str:
+            # What became of the job, as Celery's tools show a task's result (Flower, events):
+            # to Celery every delivery succeeds, whatever the job's outcome.
+            return runner.run(job_id, tenant)
 
         return run_job
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self, job_id: str, tenant: str | None = None) -> None:
+    def run(self, job_id: str, tenant: str | None = None) -> str:
         """Run one delivery (`tenant` comes with the message, for the log). When Redis fails
         mid-way, the message is handed back (Reject with requeue) rather than acknowledged:
         Celery acknowledges a task that raised, and a job whose claim or outcome was never
         recorded would then wait for the lease reaper or the lost-message sweep."""
         try:
-            self._run(job_id, tenant)
+            return self._run(job_id, tenant)
         except (RedisError, OSError, OperationalError) as exc:
             log.error("job %s: store unavailable (%s); the message will be redelivered", job_id, exc)
             raise Reject(exc, requeue=True) from exc
 
-    def _run(self, job_id: str, tenant: str | None) -> None:
+    def _run(self, job_id: str, tenant: str | None) -> str:
         store, wid = self.store, worker_id()
         claim = store.claim(job_id, wid, self.job_type)
         if claim.status == "leased" and claim.holder and holder_is_dead_local_process(claim.holder):
@@ -225,28 +234,27 @@ class JobRunner:
             log.warning("job %s (tenant %s) has no record; its message is dropped", job_id, tenant or "?")
             job_metrics.missing_record(self.job_type)
             store.forget(job_id, self.job_type)
-            return
+            return "not run: no record"
         if claim.status != "claimed" or claim.job is None:
             log.info("job %s not run: %s %s", job_id, claim.status,
                      claim.holder if claim.status == "leased" else claim.state or "")
-            return
+            return f"not run: {claim.status}"
         job = claim.job
         if claim.intent == "lost":  # its previous run was lost on the last attempt: a poison job
-            self._finish(store, job, wid, JobState.DEAD, error=RetryableJobError(
+            return self._finish(store, job, wid, JobState.DEAD, error=RetryableJobError(
                 "the worker running this job was lost on every attempt", error_type="WorkerLost").as_record())
-        elif claim.intent == "cancel":
-            self._finish(store, job, wid, JobState.CANCELLED)
-        else:
-            self._execute(store, job, wid, claim.payload)
+        if claim.intent == "cancel":
+            return self._finish(store, job, wid, JobState.CANCELLED)
+        return self._execute(store, job, wid, claim.payload)
 
-    def _execute(self, store: WorkerJobStore, job: Job, wid: str, payload: bytes | None) -> None:
+    def _execute(self, store: WorkerJobStore, job: Job, wid: str, payload: bytes | None) -> str:
         # An inline input came back with the claim (one round trip fewer per job); one in object
         # storage is fetched under the lease, like any other work of the run. None: it is gone.
         if payload is None and not job.payload_ref:
-            self._finish(store, job, wid, JobState.FAILED, error=PermanentJobError(
+            return self._finish(store, job, wid, JobState.FAILED, error=PermanentJobError(
                 "the job's input is no longer stored", error_type="PayloadExpired").as_record())
-            return
         lease = self.leases.hold(job.id, job.type, wid)
+        outcome = "not recorded"
         try:
             if payload is None:
                 payload = self.resources.payload_of(job)
@@ -254,36 +262,40 @@ class JobRunner:
             result = self.handler(ctx)
             ctx.flush()
         except JobCancelled:
-            self._finish(store, job, wid, JobState.CANCELLED)
+            outcome = self._finish(store, job, wid, JobState.CANCELLED)
         except RunLost:
             log.warning("job %s: lease lost to another worker; this run stops without writing", job.id)
+            outcome = "lease lost"
         except PermanentJobError as exc:
-            self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
+            outcome = self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
         except RetryableJobError as exc:
-            self._retry_or_die(store, job, wid, exc)
+            outcome = self._retry_or_die(store, job, wid, exc)
         except SoftTimeLimitExceeded:
             soft, _ = self.settings.time_limits(self.job_type)
-            self._retry_or_die(store, job, wid, RetryableJobError(
+            outcome = self._retry_or_die(store, job, wid, RetryableJobError(
                 f"the job ran longer than its time limit of {soft} s", error_type="TimeLimitExceeded"))
         except JobError as exc:  # a JobError subclass that chose neither side
-            self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
+            outcome = self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
         except (RedisError, OSError):
             # The store itself failed: nothing can be recorded now. `run` hands the message
             # back so it is delivered again once Redis is back.
             raise
         except Exception as exc:  # a bug or an unexpected library error: never crash the worker
             log.exception("job %s: unexpected error", job.id)
-            self._retry_or_die(store, job, wid, RetryableJobError(
+            outcome = self._retry_or_die(store, job, wid, RetryableJobError(
                 f"internal error ({type(exc).__name__})", error_type="InternalError"))
         else:
-            self._finish(store, job, wid, JobState.SUCCEEDED, result=result)
+            outcome = self._finish(store, job, wid, JobState.SUCCEEDED, result=result)
         finally:
             self.leases.release(lease)
+        return outcome
 
     def _finish(self, store: WorkerJobStore, job: Job, wid: str, state: JobState, *,
-                result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
+                result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> str:
+        """Record the outcome; returns it in a few words (the task's result in Celery's tools)."""
         if store.finish(job, wid, state, result=result, error=error):
             record_run_outcome(state.value, job.attempts, (error or {}).get("type"))
+            self.resources.count(state)
             if state in (JobState.SUCCEEDED, JobState.CANCELLED):  # failed and dead keep it, to be requeued
                 self.resources.drop_payload(job)
             # With the lines above, one line per delivery says what became of it; Celery's own
@@ -291,14 +303,14 @@ class JobRunner:
             run_ms = (time.time() - job.started_at) * 1000 if job.started_at else 0.0
             why = f": {error['type']}: {error['message']}" if error else ""
             log.info("job %s %s in %.1f ms (attempt %d)%s", job.id, state.value, run_ms, job.attempts, why)
-        else:
-            log.warning("job %s: outcome %s not recorded, the run belongs to another worker", job.id, state.value)
+            return state.value + (f" ({error['type']})" if error else "")
+        log.warning("job %s: outcome %s not recorded, the run belongs to another worker", job.id, state.value)
+        return "not recorded: the run belongs to another worker"
 
     def _retry_or_die(self, store: WorkerJobStore, job: Job, wid: str, exc: RetryableJobError, *,
-                      trace_headers: dict[str, str] | None = None) -> None:
+                      trace_headers: dict[str, str] | None = None) -> str:
         if job.attempts >= job.max_attempts:
-            self._finish(store, job, wid, JobState.DEAD, error=exc.as_record())
-            return
+            return self._finish(store, job, wid, JobState.DEAD, error=exc.as_record())
         delay = backoff_seconds(self.settings, job.attempts, exc.retry_after)
         tag = str(uuid.uuid4())
         with publish_span(TASK_NAMES[job.type], job.queue, job.id) as headers:
@@ -309,8 +321,11 @@ class JobRunner:
         if store.finish(job, wid, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay,
                         message=message, message_tag=tag):
             record_run_outcome(JobState.RETRYING.value, job.attempts, exc.error_type)
+            self.resources.count(JobState.RETRYING)
             log.info("job %s retrying in %.1f s (attempt %d of %d): %s: %s", job.id, delay, job.attempts,
                      job.max_attempts, exc.error_type, exc.message)
+            return f"retrying ({exc.error_type})"
+        return "not recorded: the run belongs to another worker"
 
     def on_hard_time_limit(self, job_id: str, hard: int) -> None:
         """Parent-side bookkeeping after a child was killed for running past the hard limit."""
