@@ -7,9 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
+from offload_core.fleet.registry import LOST, live_by_type, read_workers
+from offload_core.jobs import throughput as job_throughput
 from offload_core.jobs.record import Job
+from offload_core.jobs.store import unavailable_as_error
+from offload_core.queue.routing import queue_name
 from offload_core.queue.scaling import desired_replicas, scaled_queues
-from offload_core.types import WORKER_TYPES, JobState, JobType
+from offload_core.types import PRIORITY_ORDER, WORKER_TYPES, JobState, JobType
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
@@ -96,21 +100,44 @@ async def list_jobs(
     return {"jobs": [j.to_api(status_base_url=base) for j in jobs], "next_cursor": next_cursor}
 
 
-@router.get("/queues", responses=_COMMON, summary="Queue depth, oldest age, running and dead; wanted replicas")
+def no_live_worker_warning(job_type: str, queued: int, consumers: str) -> str:
+    return (f"{queued} {job_type} job{'s are' if queued != 1 else ' is'} queued and no live {consumers} is "
+            "registered: nothing will run them. Where KEDA scales workers from zero one should start "
+            "within a minute; otherwise look at the worker Deployment and its logs (GET /v1/workers "
+            "lists recently lost workers).")
+
+
+@router.get("/queues", responses=_COMMON, summary="Queue depth, oldest age, running and dead; wanted replicas; "
+                                                   "warnings when work waits with no live worker")
 async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any]:
     settings = caller.settings
     stats = await caller.store.queue_stats()
-    workers = {}
+    async with unavailable_as_error():
+        registered = await read_workers(caller.store.redis, settings)
+    live = live_by_type(registered, [t.value for t in WORKER_TYPES])
+    workers, warnings = {}, []
     for jt in WORKER_TYPES:
         backlog = sum(stats["queues"][q]["depth"] for q in scaled_queues(jt))
+        queued = sum(stats["queues"][queue_name(jt, p)]["depth"] for p in PRIORITY_ORDER)
         scaling = settings.scaling(jt)
+        warning = no_live_worker_warning(jt.value, queued, f"{jt.value} worker") if queued and not live[jt.value] else None
         workers[jt.value] = {
             "backlog": backlog,
             "running": stats["running_by_type"][jt.value],
+            "live_workers": live[jt.value],
             "desired_replicas": desired_replicas(backlog, **scaling),
             "scaling": scaling,
+            "warning": warning,
         }
+        if warning:
+            warnings.append({"type": jt.value, "queued": queued, "detail": warning})
+    # Probe jobs run on any worker.
+    probes = sum(stats["queues"][queue_name(JobType.PROBE, p)]["depth"] for p in PRIORITY_ORDER)
+    if probes and not sum(live.values()):
+        warnings.append({"type": JobType.PROBE.value, "queued": probes,
+                         "detail": no_live_worker_warning(JobType.PROBE.value, probes, "worker of any type")})
     stats["workers"] = workers
+    stats["warnings"] = warnings
     cluster = getattr(request.app.state, "cluster_view", None)
     stats["cluster"] = await cluster.snapshot() if cluster else {"available": False,
                                                                "reason": "not running in a Kubernetes cluster"}
@@ -123,4 +150,35 @@ async def dead_letters(caller: AuthenticatedCaller,
     principal = caller.principal
     base = caller.settings.status_public_url.rstrip("/")
     jobs = await caller.store.dead_jobs(None if principal.admin else principal.tenant, limit)
-    return {"jobs": [job.to_api(status_base_url=base) for job in jobs]}
+    # `all_tenants`: an admin key's view, which may also requeue and purge in bulk (gateway).
+    return {"jobs": [job.to_api(status_base_url=base) for job in jobs], "all_tenants": principal.admin}
+
+
+@router.get("/workers", responses=_COMMON, summary="Worker processes: live ones, and recently lost ones")
+async def workers(caller: AuthenticatedCaller) -> dict[str, Any]:
+    """Every registered worker process, most recently seen first: `live` (a heartbeat within
+    OFFLOAD_WORKER_LOST_AFTER_SECONDS) or `lost` (listed for OFFLOAD_WORKER_LOST_RETENTION_SECONDS
+    after it was last seen). The ids of the jobs a worker runs are shown to admin keys only:
+    they name other tenants' jobs."""
+    settings = caller.settings
+    async with unavailable_as_error():
+        entries = await read_workers(caller.store.redis, settings)
+    if not caller.principal.admin:
+        for entry in entries:
+            entry["current_jobs"] = None
+    by_type = {t.value: {"live": 0, "lost": 0} for t in WORKER_TYPES}
+    for entry in entries:
+        counts = by_type.setdefault(entry["type"], {"live": 0, "lost": 0})
+        counts["lost" if entry["state"] == LOST else "live"] += 1
+    return {"workers": entries, "by_type": by_type, "heartbeat_seconds": settings.worker_heartbeat_seconds,
+            "lost_after_seconds": settings.worker_lost_after_seconds,
+            "lost_retention_seconds": settings.worker_lost_retention_seconds}
+
+
+@router.get("/throughput", responses=_COMMON, summary="Jobs finished per minute and type, by outcome (last hour)")
+async def throughput(caller: AuthenticatedCaller,
+                     minutes: Annotated[int, Query(ge=1, le=job_throughput.MAX_MINUTES)] = 60) -> dict[str, Any]:
+    """Platform-wide counts, from the per-minute snapshots the status service takes of the
+    lifetime counters: a point is null where no snapshot was taken (no status service ran)."""
+    async with unavailable_as_error():
+        return await job_throughput.series(caller.store.redis, [t.value for t in JobType], minutes)

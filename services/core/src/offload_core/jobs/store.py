@@ -101,6 +101,7 @@ class JobStore:
         self._finish = scripts.FINISH.register(redis)
         self._requeue = scripts.REQUEUE.register(redis)
         self._dead_letters = scripts.DEAD_LETTERS.register(redis)
+        self._purge = scripts.PURGE.register(redis)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -187,6 +188,45 @@ class JobStore:
                     max_bytes=s.max_queued_bytes_per_tenant, trace_id=current_trace_id() or "",
                 )
         return as_text(out[0]), (as_text(out[1]) if len(out) > 1 else None)
+
+    async def purge_dead(self, job_ids: list[str]) -> list[tuple[str, str, str | None]]:
+        """Delete dead jobs for good (admin): [(id, "purged" | "not_dead" | "missing", the
+        purged job's payload_ref or the state it is in)]. One round trip to read the records,
+        one for the scripts (pipelined); each job's purge is its own atomic script."""
+        ids = [j for j in dict.fromkeys(job_ids) if _looks_like_id(j)]
+        out: list[tuple[str, str, str | None]] = [(j, "missing", None) for j in job_ids if not _looks_like_id(j)]
+        if not ids:
+            return out
+        async with _unavailable_as_error():
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(keys.job(job_id), "tenant", "idempotency_key")
+            records = await pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id, (tenant, idem) in zip(ids, records):
+                tenant = as_text(tenant) if tenant else ""
+                await self._purge(job_key=keys.job(job_id), events_key=keys.events(job_id), dead_key=keys.DEAD,
+                            tenant_dead_key=keys.tenant_dead(tenant), tenant_jobs_key=keys.tenant_jobs(tenant),
+                            idem_key=keys.idempotency(tenant, as_text(idem)) if idem else "", job_id=job_id, via=pipe)
+            replies = await pipe.execute()
+        for job_id, reply in zip(ids, replies):
+            status = as_text(reply[0])
+            detail = as_text(reply[1]) if len(reply) > 1 and reply[1] else None
+            out.append((job_id, status, detail))
+        return out
+
+    async def dead_ids(self, limit: int) -> tuple[list[str], int]:
+        """The newest `limit` dead job ids of every tenant, and how many there are in all."""
+        async with _unavailable_as_error():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrevrange(keys.DEAD, 0, limit - 1)
+            pipe.zcard(keys.DEAD)
+            ids, total = await pipe.execute()
+        return [as_text(i) for i in ids], int(total)
+
+    async def dead_count(self) -> int:
+        async with _unavailable_as_error():
+            return int(await self.redis.zcard(keys.DEAD))
 
     def _finish_limits(self) -> dict[str, Any]:
         s = self.settings
@@ -346,6 +386,10 @@ class _unavailable_as_error:
         if exc is not None and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
             raise StoreUnavailable(str(exc)) from exc
         return False
+
+
+# For readers outside the store (the worker registry, throughput): the same deadline and 503.
+unavailable_as_error = _unavailable_as_error
 
 
 def _parse_cursor(cursor: str | None) -> tuple[float | None, str | None]:

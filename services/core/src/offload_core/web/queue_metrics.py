@@ -6,6 +6,12 @@
     offload_dead_letters                       jobs in the dead-letter set
     offload_redis_used_memory_bytes            Redis's used memory (INFO memory)
     offload_redis_maxmemory_bytes              its maxmemory (0: none set)
+    offload_workers_live{type}                 live worker processes in the registry (fleet/)
+    offload_workers_lost_total{type}           workers found lost (no heartbeat for
+                                               OFFLOAD_WORKER_LOST_AFTER_SECONDS), each counted once
+
+The same refresh marks newly lost workers in the registry and takes the minute's snapshot of
+the job counters (jobs/throughput.py).
 
 A scrape reads the last values and never touches Redis: scrapes cost Redis nothing, however
 often and by however many scrapers they come. The values are at most
@@ -20,11 +26,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
 from offload_core.errors import StoreUnavailable
+from offload_core.fleet.registry import live_by_type, read_workers, sweep_lost
+from offload_core.jobs import throughput
 from offload_core.jobs.store import JobStore
+from offload_core.types import WORKER_TYPES
 from offload_core.web.redis_memory import read_memory
 
 log = logging.getLogger("offload.queue_metrics")
@@ -40,6 +49,11 @@ REDIS_USED_MEMORY = Gauge("offload_redis_used_memory_bytes", "Memory Redis uses 
                           multiprocess_mode="livemostrecent")
 REDIS_MAXMEMORY = Gauge("offload_redis_maxmemory_bytes", "Redis's maxmemory (0: no limit set)",
                         multiprocess_mode="livemostrecent")
+WORKERS_LIVE = Gauge("offload_workers_live", "Live worker processes in the registry, per job type", ["type"],
+                     multiprocess_mode="livemostrecent")
+WORKERS_LOST = Counter("offload_workers_lost_total", "Worker processes found lost (heartbeat stopped)", ["type"])
+for _t in WORKER_TYPES:
+    WORKERS_LOST.labels(type=_t.value)  # 0, not absent, until a worker is lost
 
 
 async def refresh(store: JobStore) -> None:
@@ -62,6 +76,23 @@ async def refresh(store: JobStore) -> None:
     DEAD_LETTERS.set(stats["dead"])
     REDIS_USED_MEMORY.set(memory.used_bytes)
     REDIS_MAXMEMORY.set(memory.max_bytes)
+    await refresh_fleet(store)
+
+
+async def refresh_fleet(store: JobStore) -> None:
+    """The worker gauges, lost workers marked and counted, and the minute's counter snapshot."""
+    settings = store.settings
+    try:
+        async with asyncio.timeout(5):
+            for job_type in await sweep_lost(store.redis, settings):
+                WORKERS_LOST.labels(type=job_type).inc()
+            workers = await read_workers(store.redis, settings)
+            await throughput.snapshot(store.redis)
+    except (RedisError, OSError, TimeoutError):
+        WORKERS_LIVE.clear()
+        return
+    for job_type, live in live_by_type(workers, [t.value for t in WORKER_TYPES]).items():
+        WORKERS_LIVE.labels(type=job_type).set(live)
 
 
 async def refresh_forever(store: JobStore, interval_seconds: float) -> None:
