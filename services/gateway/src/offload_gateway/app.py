@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from offload_core.settings import Settings
+from offload_core.web.api_docs import NO_CDN_DOCS, install_api_docs
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
 from offload_core.web.limits import RequestLimits, RouteLimit
@@ -17,7 +16,9 @@ from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observ
 from offload_core.web.problems import install_problem_handlers
 from offload_core.web.redis_memory import MemoryGuard
 from offload_core.web.routers import add_routes
+from offload_core.web.service_map import GATEWAY
 
+from .dead_letters import router as dead_letters_router
 from .routes import router as jobs_router
 from .uploads import FORM_OVERHEAD_BYTES
 
@@ -52,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan_for(settings, maintenance=True,
                               background=[lambda app, services: memory_guard.run(services.store.redis)]),
         telemetry=FASTAPI_TELEMETRY_OFF,
+        **NO_CDN_DOCS,
     )
+    install_api_docs(app)
     install_problem_handlers(app)
     # Inside the observability middleware (added next), so refusals are counted and logged too.
     app.add_middleware(RequestLimits, max_connections=settings.http_max_connections, routes={
@@ -61,11 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              admit=memory_guard.refusal),
     })
     install_observability(app, settings)
-    add_routes(app, health_router, jobs_router)
-    # The dashboard, served by the status service (another origin), cancels and requeues jobs
-    # here with the user's key in an Authorization header (no cookies), so only that origin is let in.
-    dashboard = urlsplit(settings.status_public_url)
-    app.add_middleware(BrowserOnlyCORS, allow_origins=[f"{dashboard.scheme}://{dashboard.netloc}"],
+    add_routes(app, health_router, jobs_router, dead_letters_router)
+    app.state.service_name = GATEWAY
+    # The dashboard, served by the status service under whatever host name the user reached it
+    # by (localhost, 127.0.0.1, the machine's name, an ingress), cancels and requeues jobs here.
+    # Any origin may call, without credentials: the API takes its key only from the
+    # Authorization header, which a browser never adds by itself, and no cookie, client
+    # certificate or source address grants anything. A page from another site can thus send
+    # only what its own script holds, as curl could: no ambient authority for CORS to guard.
+    app.add_middleware(BrowserOnlyCORS, allow_origins=["*"], allow_credentials=False,
                        allow_methods=["POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
                        max_age=600)
     return app

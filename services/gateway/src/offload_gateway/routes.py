@@ -144,7 +144,9 @@ async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: 
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
     if body.max_tokens > settings.llm_max_tokens_limit:
-        raise ProblemError(422, "max_tokens too large", f"max_tokens may be at most {settings.llm_max_tokens_limit}")
+        detail = (f"max_tokens may be at most {settings.llm_max_tokens_limit} on this service "
+                  "(OFFLOAD_LLM_MAX_TOKENS_LIMIT)")
+        raise ProblemError(422, "max_tokens too large", detail, errors=[{"field": "max_tokens", "message": detail}])
     if sum(len(m["content"]) for m in body.chat_messages()) > settings.llm_max_prompt_chars:
         raise ProblemError(422, "Prompt too long", f"the prompt may be at most {settings.llm_max_prompt_chars} characters")
     callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
@@ -152,7 +154,7 @@ async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: 
     # The stored request is the validated LlmParams part of the body, as the worker reads it.
     payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
     summary = {"model": body.model or settings.llm_model, "max_tokens": body.max_tokens,
-               "temperature": body.temperature, **schedule.asked}
+               "temperature": body.temperature, "prompt_preview": body.preview(), **schedule.asked}
     new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
                  params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
                  **job_trace_context())

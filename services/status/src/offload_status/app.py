@@ -6,12 +6,14 @@ from fastapi import FastAPI
 
 from offload_core.settings import Settings
 from offload_core.web import queue_metrics
+from offload_core.web.api_docs import NO_CDN_DOCS, install_api_docs
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
 from offload_core.web.limits import RequestLimits
 from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
 from offload_core.web.problems import install_problem_handlers
 from offload_core.web.routers import add_routes
+from offload_core.web.service_map import STATUS
 
 from .cluster_view import cluster_view_for
 from .dashboard import mount_dashboard
@@ -33,7 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             lambda app, services: queue_metrics.refresh_forever(services.store, settings.metrics_refresh_seconds),
         ]),
         telemetry=FASTAPI_TELEMETRY_OFF,
+        **NO_CDN_DOCS,
     )
+    install_api_docs(app)
     app.state.event_hub = hub
     app.state.stream_slots = StreamSlots(max_streams=settings.sse_max_streams,
                                          max_per_tenant=settings.sse_max_streams_per_tenant)
@@ -41,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLimits, max_connections=settings.http_max_connections)
     install_observability(app, settings)
     add_routes(app, health_router, status_router)
+    app.state.service_name = STATUS
     app.state.cluster_view = cluster_view_for(settings)  # GET /v1/queues shows it as `cluster`
     mount_dashboard(app, settings)
     return app

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from offload_core.errors import StoreUnavailable
+from offload_core.web.service_map import URL_SETTING, served_by
 
 log = logging.getLogger("offload.http")
 
@@ -94,6 +95,16 @@ def _unparsed_body_reason(cause: BaseException | None) -> str:
     return "the body could not be read as JSON"
 
 
+def _other_service(request: Request) -> tuple[str, str] | None:
+    """(service, its public URL) when the request belongs to the other API service."""
+    services = getattr(request.app.state, "services", None)
+    own = getattr(request.app.state, "service_name", None)
+    service = served_by(request.method, request.url.path)
+    if services is None or service is None or service == own:
+        return None
+    return service, getattr(services.settings, URL_SETTING[service]).rstrip("/")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -116,6 +127,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and detail == FASTAPI_BODY_UNPARSED:
             return problem_response(400, "Malformed JSON body", _unparsed_body_reason(exc.__cause__),
                                     instance=request.url.path)
+        if exc.status_code in (404, 405) and (elsewhere := _other_service(request)) is not None:
+            service, url = elsewhere
+            return problem_response(exc.status_code, f"Served by the {service} service",
+                                    f"{request.method} {request.url.path} is served by the {service} service: "
+                                    f"send it to {url}{request.url.path}", instance=request.url.path,
+                                    headers=getattr(exc, "headers", None), service=service, service_url=url)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path}; see /docs for the API"
         if exc.status_code == 405:
