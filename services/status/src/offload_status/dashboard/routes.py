@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -46,20 +47,43 @@ def page_headers(gateway_origin: str) -> dict[str, str]:
             "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+HOST_HEADER = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+def gateway_url_for(configured: str, page_host: str | None) -> str:
+    """The gateway as the browser showing this page can reach it. A gateway configured on a
+    loopback name (`make run`: http://localhost:8000) is on the same machine as this service;
+    a user who reached the page by another name (127.0.0.1, the machine's name or address)
+    reaches the gateway by that name too, on the gateway's own port."""
+    parts = urlsplit(configured)
+    try:
+        page_name = urlsplit(f"//{page_host}").hostname if page_host and HOST_HEADER.match(page_host) else None
+    except ValueError:
+        page_name = None
+    if parts.hostname not in LOOPBACK_NAMES or not page_name or page_name == parts.hostname:
+        return configured
+    host = f"[{page_name}]" if ":" in page_name else page_name
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc).geturl()
+
+
 def dashboard_router(settings: Settings) -> APIRouter:
-    gateway_url = settings.gateway_public_url.rstrip("/")
-    config = {"gateway_url": gateway_url,
-              "tracing_ui_url_template": check_trace_template(settings.tracing_ui_url_template)}
-    headers = page_headers(origin(gateway_url))
+    configured = settings.gateway_public_url.rstrip("/")
+    origin(configured)  # refuse to start with a URL no page could call
+    trace_template = check_trace_template(settings.tracing_ui_url_template)
     index = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
-    async def page() -> HTMLResponse:
-        return HTMLResponse(index, headers=headers)
+    async def page(request: Request) -> HTMLResponse:
+        gateway = gateway_url_for(configured, request.headers.get("host"))
+        return HTMLResponse(index, headers=page_headers(origin(gateway)))
 
     @router.get("/dashboard/config.json")
-    async def dashboard_config() -> JSONResponse:
+    async def dashboard_config(request: Request) -> JSONResponse:
+        config = {"gateway_url": gateway_url_for(configured, request.headers.get("host")),
+                  "tracing_ui_url_template": trace_template}
         return JSONResponse(config, headers={"Cache-Control": "no-cache"})
 
     return router

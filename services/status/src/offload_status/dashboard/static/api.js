@@ -62,9 +62,10 @@ export class Api {
     return { Authorization: `Bearer ${this.key}`, ...extra };
   }
 
-  async request(method, url, { signal } = {}) {
-    const response = await fetch(url, { method, headers: this.headers({ Accept: 'application/json' }),
-                                        signal, cache: 'no-store' });
+  async request(method, url, { signal, body } = {}) {
+    const headers = this.headers({ Accept: 'application/json', ...(body ? { 'Content-Type': 'application/json' } : {}) });
+    const response = await fetch(url, { method, headers, signal, cache: 'no-store',
+                                        body: body ? JSON.stringify(body) : undefined });
     if (!response.ok) throw await ApiError.from(response);
     return response.json();
   }
@@ -74,6 +75,8 @@ export class Api {
   job(id, opts) { return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}`, opts); }
   result(id, opts) { return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}/result`, opts); }
   deadLetters(opts) { return this.request('GET', '/v1/dead-letters', opts); }
+  workers(opts) { return this.request('GET', '/v1/workers', opts); }
+  throughput(opts) { return this.request('GET', '/v1/throughput?minutes=60', opts); }
   jobs({ state, type, cursor, limit = 25 } = {}, opts) {
     const q = new URLSearchParams({ limit: String(limit) });
     if (state) q.set('state', state);
@@ -85,6 +88,8 @@ export class Api {
   // gateway (another origin; it allows this page's origin)
   cancel(id) { return this.request('DELETE', `${this.gatewayUrl}/v1/jobs/${encodeURIComponent(id)}`); }
   requeue(id) { return this.request('POST', `${this.gatewayUrl}/v1/jobs/${encodeURIComponent(id)}/retry`); }
+  requeueDead(ids) { return this.request('POST', `${this.gatewayUrl}/v1/dead-letters/requeue`, { body: { job_ids: ids } }); }
+  purgeDead(ids) { return this.request('POST', `${this.gatewayUrl}/v1/dead-letters/purge`, { body: { job_ids: ids } }); }
 
   // Calls onEvent(kind, data, id) for each event until the stream ends after the job's final
   // state (or until `signal` aborts). Returns the last event id seen, to resume from after a

@@ -1,13 +1,16 @@
-// The dashboard: sign in with an API key, an overview (queues, recent jobs, dead letters) that
-// refreshes itself, and a job page that follows the job live. Everything shown comes from the
-// JSON APIs; nothing is written with innerHTML, so job data can never become markup.
+// The dashboard: sign in with an API key, an overview (queues, throughput, workers, recent jobs,
+// dead letters) that refreshes itself, and a job page that follows the job live. Everything shown
+// comes from the JSON APIs; nothing is written with innerHTML, so job data can never become markup.
 
 import { Api, ApiError, TERMINAL } from './api.js';
 import { renderCluster } from './cluster.js';
+import { renderWarnings, renderWorkers } from './fleet.js';
+import { renderThroughput } from './throughput.js';
 
 const KEY_STORAGE = 'offload.apiKey';
 const REFRESH_MS = 3000;
 const JOB_ROUTE = /^#\/jobs\/([0-9a-fA-F-]{36})$/;
+const JOB_ID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
 const $ = (id) => document.getElementById(id);
 
@@ -55,6 +58,35 @@ function badge(state) {
 
 function jobLink(job) {
   return h('a', { href: `#/jobs/${job.id}`, class: 'mono', title: job.id }, job.id.slice(0, 8));
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return null;
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+// What the job was asked to do, in a line: the document, or the prompt's first words and the model.
+function inputSummary(job) {
+  const p = job.params || {};
+  if (job.type === 'ocr') {
+    const pages = p.pages ? `${p.pages} page${p.pages === 1 ? '' : 's'}` : null;
+    return [p.filename || 'document', pages, bytes(p.bytes), p.languages].filter(Boolean).join(' · ');
+  }
+  if (job.type === 'llm') return [p.prompt_preview ? `“${p.prompt_preview}”` : null, p.model].filter(Boolean).join(' · ');
+  if (job.type === 'probe') {
+    const fails = p.fail && p.fail !== 'none' ? `, fails (${p.fail})` : '';
+    return `probe: sleeps ${p.sleep_seconds ?? 0} s${fails}`;
+  }
+  return '';
+}
+
+// How long the (last) run took, or has taken so far.
+function runSeconds(job) {
+  if (!job.started_at) return null;
+  const end = job.finished_at && job.state !== 'running' ? Date.parse(job.finished_at) : Date.now();
+  return Math.max(0, (end - Date.parse(job.started_at)) / 1000);
 }
 
 function progressText(progress) {
@@ -128,6 +160,7 @@ async function signIn(event) {
 const jobList = { cursor: null, pagesShown: 1 };
 
 function renderQueues(stats) {
+  renderWarnings(stats.warnings);
   const rows = Object.entries(stats.queues).map(([name, q]) => h('tr', {},
     h('th', { scope: 'row' }, name),
     h('td', { class: 'num' }, q.depth),
@@ -137,6 +170,7 @@ function renderQueues(stats) {
     h('th', { scope: 'row' }, type),
     h('td', { class: 'num' }, w.backlog),
     h('td', { class: 'num' }, w.running),
+    h('td', { class: `num live${w.warning ? ' error' : ''}` }, w.live_workers ?? '–'),
     h('td', { class: 'num replicas' }, w.desired_replicas)));
   replaceRows($('workers-table').tBodies[0], workers);
   renderCluster(stats.cluster);
@@ -151,10 +185,12 @@ function jobRow(job) {
   return h('tr', { 'data-job-id': job.id },
     h('td', {}, jobLink(job)),
     h('td', {}, job.type),
+    h('td', { class: 'input' }, inputSummary(job)),
     h('td', {}, badge(job.state)),
     h('td', {}, job.priority),
     h('td', { class: 'num' }, `${job.attempts}/${job.max_attempts}`),
     h('td', {}, timeEl(job.created_at)),
+    h('td', { class: 'num runtime' }, duration(runSeconds(job))),
     h('td', { class: 'detail' }, detail));
 }
 
@@ -186,15 +222,76 @@ async function loadJobs(signal, { more = false } = {}) {
   show('jobs-empty', tbody.rows.length === 0);
 }
 
+const deadSelection = new Set();
+
+// Requeue is offered only where running the job again can change its end: not for an error the
+// worker called permanent (bad input fails again the same way).
+function requeueable(job) {
+  return job.state === 'dead' || (job.state === 'failed' && job.error?.retryable === true);
+}
+
 function deadRow(job) {
-  const button = h('button', { type: 'button', class: 'requeue', 'aria-label': `Requeue job ${job.id}`,
-                               onclick: () => requeueDead(job.id, button) }, 'Requeue');
+  const button = requeueable(job)
+    ? h('button', { type: 'button', class: 'requeue', 'aria-label': `Requeue job ${job.id}`,
+                    onclick: () => requeueDead(job.id, button) }, 'Requeue')
+    : h('span', { class: 'muted' }, 'not retryable');
+  const box = h('input', { type: 'checkbox', 'aria-label': `Select job ${job.id}`, checked: deadSelection.has(job.id),
+                           onchange: (event) => {
+                             if (event.target.checked) deadSelection.add(job.id); else deadSelection.delete(job.id);
+                             showSelection();
+                           } });
   return h('tr', { 'data-job-id': job.id },
+    h('td', { class: 'select-col' }, box),
     h('td', {}, jobLink(job)),
     h('td', {}, job.type),
+    h('td', { class: 'input' }, inputSummary(job)),
     h('td', { class: 'detail' }, job.error ? `${job.error.type}: ${job.error.message}` : ''),
     h('td', {}, timeEl(job.finished_at)),
     h('td', {}, button));
+}
+
+function showSelection() {
+  const n = deadSelection.size;
+  $('dead-selected-count').textContent = n ? `${n} selected` : '';
+  $('dead-requeue-selected').disabled = n === 0;
+  $('dead-purge-selected').disabled = n === 0;
+  const boxes = [...$('dead-table').tBodies[0].querySelectorAll('input[type=checkbox]')];
+  $('dead-select-all').checked = boxes.length > 0 && boxes.every((b) => b.checked);
+}
+
+// A modal question with a Cancel and a Confirm button; resolves true only on Confirm.
+function confirmAction(title, text, confirmLabel) {
+  const dialog = $('confirm-dialog');
+  $('confirm-title').textContent = title;
+  $('confirm-text').textContent = text;
+  $('confirm-ok').textContent = confirmLabel;
+  dialog.returnValue = '';
+  dialog.showModal();
+  $('confirm-cancel').focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'confirm'), { once: true });
+  });
+}
+
+async function bulkDead(action) {
+  const ids = [...deadSelection];
+  const verb = action === 'purge' ? 'Purge' : 'Requeue';
+  const text = action === 'purge'
+    ? `Delete ${ids.length} dead job${ids.length === 1 ? '' : 's'} for good: records, events, results and inputs. This cannot be undone.`
+    : `Put ${ids.length} dead job${ids.length === 1 ? '' : 's'} back on their queues, attempts reset, as their tenants' quotas allow.`;
+  if (!await confirmAction(`${verb} ${ids.length} dead job${ids.length === 1 ? '' : 's'}?`, text, verb)) return;
+  const message = $('dead-message');
+  message.classList.remove('error');
+  try {
+    const out = action === 'purge' ? await api.purgeDead(ids) : await api.requeueDead(ids);
+    const done = action === 'purge' ? out.purged : out.requeued;
+    const skipped = out.skipped.length ? `; ${out.skipped.length} skipped (${out.skipped.map((s) => s.reason).join(', ')})` : '';
+    message.textContent = `${action === 'purge' ? 'Purged' : 'Requeued'} ${done.length} dead job${done.length === 1 ? '' : 's'}${skipped}. ${out.remaining} dead left.`;
+    deadSelection.clear();
+    await refreshOverview(pageController.signal);
+  } catch (error) {
+    handleFailure(error, 'dead-message');
+  }
 }
 
 async function requeueDead(id, button) {
@@ -212,15 +309,54 @@ async function requeueDead(id, button) {
 }
 
 async function loadDead(signal) {
-  const { jobs } = await api.deadLetters({ signal });
+  const { jobs, all_tenants: admin } = await api.deadLetters({ signal });
+  const listed = new Set(jobs.map((j) => j.id));
+  for (const id of [...deadSelection]) if (!listed.has(id)) deadSelection.delete(id);
+  $('dead-table').dataset.bulk = admin ? 'on' : 'off';
+  show('dead-bulk', admin && jobs.length > 0);
   replaceRows($('dead-table').tBodies[0], jobs.map(deadRow));
   show('dead-empty', jobs.length === 0);
   show('dead-table', jobs.length > 0);
+  showSelection();
 }
 
 async function refreshOverview(signal) {
-  const [stats] = await Promise.all([api.queues({ signal }), loadJobs(signal), loadDead(signal)]);
+  const [stats, workers, throughput] = await Promise.all([
+    api.queues({ signal }), api.workers({ signal }), api.throughput({ signal }), loadJobs(signal), loadDead(signal)]);
   renderQueues(stats);
+  renderWorkers(workers);
+  renderThroughput(throughput);
+}
+
+// Search by id: a full id opens the job; the first characters find it among the jobs listed.
+async function findJob(event) {
+  event.preventDefault();
+  const text = $('search-id').value.trim().toLowerCase();
+  const message = $('search-message');
+  message.classList.remove('error');
+  message.textContent = '';
+  if (!text) return;
+  if (JOB_ID.test(text)) {
+    try {
+      await api.job(text);
+      location.hash = `#/jobs/${text}`;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        message.textContent = `No job ${text} for your key.`;
+        message.classList.add('error');
+      } else handleFailure(error, 'search-message');
+    }
+    return;
+  }
+  const matches = [...$('jobs-table').tBodies[0].rows].map((r) => r.dataset.jobId).filter((id) => id.startsWith(text));
+  if (matches.length === 1) {
+    location.hash = `#/jobs/${matches[0]}`;
+  } else {
+    message.textContent = matches.length
+      ? `${matches.length} listed jobs start with ${text}: type more of the id.`
+      : `No listed job starts with ${text}; paste the full id (36 characters) to look beyond this list.`;
+    message.classList.add('error');
+  }
 }
 
 async function showOverview(signal) {
@@ -253,8 +389,10 @@ function renderJob(job) {
   $('job-id').textContent = job.id;
   $('job-state').replaceChildren(badge(job.state));
   const fields = [
-    ['Type', job.type], ['Priority', job.priority], ['Attempts', `${job.attempts} of ${job.max_attempts}`],
+    ['Type', job.type], ['Input', inputSummary(job) || '–'], ['Priority', job.priority],
+    ['Attempts', `${job.attempts} of ${job.max_attempts}`],
     ['Created', timeEl(job.created_at)], ['Started', timeEl(job.started_at)], ['Finished', timeEl(job.finished_at)],
+    ['Run time', h('span', { id: 'job-runtime' }, duration(runSeconds(job)))],
     ['Trace', traceLink(job.trace_id)],
   ];
   if (job.state === 'retrying' && job.retry_at) fields.splice(3, 0, ['Next attempt', timeEl(job.retry_at)]);
@@ -266,7 +404,7 @@ function renderJob(job) {
   $('job-error').textContent = job.error
     ? `${job.error.type}: ${job.error.message} (${job.error.retryable ? 'retryable' : 'not retryable'})` : '';
   show('job-cancel', !TERMINAL.has(job.state));
-  show('job-retry', job.state === 'failed' || job.state === 'dead');
+  show('job-retry', requeueable(job));
 }
 
 function renderProgress(progress, state) {
@@ -292,12 +430,23 @@ function historyItem(data) {
   return h('li', {}, at ? h('time', { datetime: at.toISOString() }, at.toLocaleTimeString()) : '', ' ', parts.join(' · '));
 }
 
+function isOcrResult(result) {
+  return Array.isArray(result?.pages) && result.pages.every((p) => typeof p?.text === 'string');
+}
+
 function resultText(result) {
   if (typeof result?.text === 'string') return result.text;
-  if (Array.isArray(result?.pages) && result.pages.every((p) => typeof p?.text === 'string')) {
-    return result.pages.map((p) => p.text).join('\n\f\n');
-  }
   return JSON.stringify(result, null, 2);
+}
+
+// OCR text page by page, each under its own heading: the break between pages is visible (the
+// text's form feeds are not).
+function renderPages(result) {
+  const total = result.pages.length;
+  return result.pages.map((page, i) => h('section', { class: 'ocr-page', 'data-page': i + 1 },
+    h('h3', {}, `Page ${i + 1} of ${total}`,
+      typeof page.confidence === 'number' ? h('span', { class: 'muted' }, ` · confidence ${Math.round(page.confidence)}%`) : null),
+    h('pre', {}, page.text.replaceAll('\f', ''))));
 }
 
 async function showJob(id, signal) {
@@ -317,7 +466,10 @@ async function showJob(id, signal) {
     renderJob(job);
     if (job.state === 'succeeded' && $('job-result-section').hidden) {
       const result = await api.result(id, { signal });
-      $('job-result').textContent = resultText(result);
+      const pages = isOcrResult(result);
+      $('job-result').textContent = pages ? '' : resultText(result);
+      show('job-result', !pages);
+      $('job-result-pages').replaceChildren(...(pages ? renderPages(result) : []));
       show('job-result-section', true);
       show('job-output-section', false);  // the result is the streamed text, complete
     }
@@ -420,6 +572,17 @@ async function boot() {
     loadJobs(pageController.signal).catch((error) => handleFailure(error));
   });
   $('job-filters').addEventListener('submit', (event) => event.preventDefault());
+  $('job-search').addEventListener('submit', findJob);
+  $('dead-select-all').addEventListener('change', (event) => {
+    for (const box of $('dead-table').tBodies[0].querySelectorAll('input[type=checkbox]')) {
+      box.checked = event.target.checked;
+      const id = box.closest('tr').dataset.jobId;
+      if (box.checked) deadSelection.add(id); else deadSelection.delete(id);
+    }
+    showSelection();
+  });
+  $('dead-requeue-selected').addEventListener('click', () => bulkDead('requeue'));
+  $('dead-purge-selected').addEventListener('click', () => bulkDead('purge'));
   $('jobs-more').addEventListener('click', () => loadJobs(pageController.signal, { more: true })
     .catch((error) => handleFailure(error)));
   document.addEventListener('visibilitychange', () => { if (!document.hidden && api && !location.hash.match(JOB_ROUTE)) route(); });
