@@ -29,8 +29,15 @@ uv:
 
 # The workspace venv: every service, the dev tools, the in-process llama.cpp backend.
 sync: $(VENV)/.synced
+# A first sync compiles llama.cpp from source (llama-cpp-python has no CPU wheel on PyPI): about
+# 6 minutes on 2 cores, during which uv prints nothing, so a line every 30 s says it is working.
 $(VENV)/.synced: uv.lock pyproject.toml $(wildcard services/*/pyproject.toml clients/*/pyproject.toml) | uv
-	$(UV) sync --all-packages --all-groups --all-extras --frozen
+	@if ! $(PY) -c 'import llama_cpp' >/dev/null 2>&1; then \
+	  echo "== first run: installing the workspace and compiling llama.cpp once (about 6 minutes on 2 cores)"; \
+	  ( start=$$(date +%s); while sleep 30; do echo "   ... still building ($$(( $$(date +%s) - start )) s)"; done ) & \
+	  ticker=$$!; trap 'kill $$ticker 2>/dev/null' EXIT; \
+	  $(UV) sync --all-packages --all-groups --all-extras --frozen; \
+	else $(UV) sync --all-packages --all-groups --all-extras --frozen; fi
 	@touch $@
 
 run: sync
