@@ -53,12 +53,18 @@ class ClientConfig:
     stream_idle_timeout: float = 60.0
     # Give up following events after this many reconnects in a row that brought nothing new.
     max_stream_reconnects: int = 5
+    # Where `status_url` came from, for messages: "given", "OFFLOAD_STATUS_URL", "the gateway
+    # URL" (only that one was set) or "the default".
+    status_url_from: str = field(default="given", compare=False)
 
     @classmethod
     def resolve(cls, gateway_url: str | None = None, *, status_url: str | None = None,
                 api_key: str | None = None, **options: object) -> "ClientConfig":
         gateway = gateway_url or os.environ.get("OFFLOAD_URL") or None
         status = status_url or os.environ.get("OFFLOAD_STATUS_URL") or gateway or DEFAULT_STATUS_URL
+        source = ("given" if status_url else "OFFLOAD_STATUS_URL" if os.environ.get("OFFLOAD_STATUS_URL")
+                  else "the gateway URL" if gateway else "the default")
+        options.setdefault("status_url_from", source)
         key = api_key if api_key is not None else os.environ.get("OFFLOAD_API_KEY", "")
         if not key.strip():
             raise ConfigError("no API key: pass api_key= (CLI: --api-key) or set OFFLOAD_API_KEY")

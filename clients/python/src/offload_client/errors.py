@@ -33,12 +33,13 @@ class TransportError(OffloadError):
 class ApiError(OffloadError):
     def __init__(self, status: int, title: str, detail: str, *, type: str = "about:blank",  # noqa: A002
                  instance: str | None = None, extra: dict[str, Any] | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, url: str | None = None) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status, self.title, self.detail = status, title, detail
         self.type, self.instance = type, instance
         self.extra = extra or {}
         self.retry_after = retry_after
+        self.url = url  # the request's URL: which service answered
 
 
 class InvalidRequestError(ApiError):
@@ -120,4 +121,5 @@ def error_from_response(response: httpx.Response) -> ApiError:
         instance=body.get("instance"),
         extra={k: v for k, v in body.items() if k not in _PROBLEM_MEMBERS},
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        url=str(response.request.url) if response._request is not None else None,
     )

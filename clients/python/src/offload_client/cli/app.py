@@ -85,6 +85,27 @@ def fail(message: str, code: Exit) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def wrong_service_hint(settings: Settings, exc: ApiError) -> str:
+    """For an answer that says the route is not there (404/405 without a job): which URL was
+    asked, where that URL came from, and how to point the CLI at the right service."""
+    if exc.status not in (404, 405) or exc.url is None or (exc.status == 404 and "no job" in exc.detail):
+        return ""
+    try:
+        config = settings.config()
+    except ConfigError:
+        return ""
+    said = exc.extra.get("service_url")
+    if exc.url.startswith(config.status_url + "/"):
+        origin = {"given": "--status-url or OFFLOAD_STATUS_URL", "OFFLOAD_STATUS_URL": "OFFLOAD_STATUS_URL",
+                  "the gateway URL": "--url / OFFLOAD_URL, as no status URL was set",
+                  "the default": "the default"}.get(config.status_url_from, config.status_url_from)
+        fix = f"--status-url {said}" if said else "--status-url <the status service's URL>"
+        return (f"\n  asked {exc.url}: the status service's URL is {config.status_url} (from {origin}); "
+                f"set {fix} or OFFLOAD_STATUS_URL")
+    fix = f"--url {said}" if said else "--url <the gateway's URL>"
+    return f"\n  asked {exc.url}: the gateway's URL is {config.gateway_url}; set {fix} or OFFLOAD_URL"
+
+
 @contextmanager
 def reported_errors(settings: Settings) -> Iterator[None]:
     """Turn the client's exceptions into one clear line on stderr and an exit code."""
@@ -98,7 +119,7 @@ def reported_errors(settings: Settings) -> Iterator[None]:
         wait = f"; retry after {exc.retry_after:.0f}s" if exc.retry_after else ""
         fail(f"{exc.title}: {exc.detail} (HTTP {exc.status}){wait}", Exit.UNAVAILABLE)
     except ApiError as exc:
-        fail(f"{exc.title}: {exc.detail} (HTTP {exc.status})", Exit.REFUSED)
+        fail(f"{exc.title}: {exc.detail} (HTTP {exc.status}){wrong_service_hint(settings, exc)}", Exit.REFUSED)
     except TransportError as exc:
         fail(f"{exc} (is the service running? see --url / --status-url)", Exit.UNAVAILABLE)
     except OffloadError as exc:
