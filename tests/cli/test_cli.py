@@ -151,3 +151,14 @@ def test_submit_with_delay_schedules_the_job_and_says_when(offload: Cli, platfor
     assert "scheduled for" in done.stderr
     refused = offload("submit", "llm", "Say hi.", "--at", "2030-01-01T10:00:00")
     assert refused.returncode != 0 and "offset" in refused.stderr
+
+
+def test_a_status_call_sent_to_the_gateway_names_the_url_asked_and_the_status_url_to_set(offload: Cli,
+                                                                                          platform: Platform):
+    # Only OFFLOAD_URL set: the status URL falls back to the gateway's, which does not serve /v1/queues.
+    wrong = offload("queues", env={"OFFLOAD_STATUS_URL": ""})
+    assert wrong.returncode == 3
+    assert f"asked {platform.gateway.url}/v1/queues" in wrong.stderr
+    assert "from --url / OFFLOAD_URL, as no status URL was set" in wrong.stderr
+    assert f"set --status-url {platform.status.url} or OFFLOAD_STATUS_URL" in wrong.stderr
+    assert "Served by the status service" in wrong.stderr and "Traceback" not in wrong.stderr
