@@ -1,8 +1,9 @@
-"""The interactive API docs (/docs: Swagger UI, /redoc: ReDoc) served with their assets from this
-process, not a CDN: the `fastapi-offline` package ships them, so the docs work with no network.
+"""The interactive API docs (/docs: Swagger UI) served with their assets from this process, not a
+CDN: the `fastapi-offline` package ships them, so the docs work with no network.
 
 FastAPI's own pages load Swagger UI and ReDoc from a CDN; each service is made with
-`docs_url=None, redoc_url=None` and calls `install_api_docs` instead.
+`docs_url=None, redoc_url=None` and calls `install_api_docs` instead. ReDoc is not served: even
+from local assets it fetches its logo from its CDN.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import fastapi_offline
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -30,11 +31,5 @@ def install_api_docs(app: FastAPI) -> None:
                                    swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
                                    swagger_favicon_url=f"{ASSETS_URL}/favicon.png")
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=openapi_url, title=f"{app.title}: API reference",
-                              redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-                              redoc_favicon_url=f"{ASSETS_URL}/favicon.png", with_google_fonts=False)
 
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
