@@ -170,8 +170,8 @@ function renderQueues(stats) {
     h('th', { scope: 'row' }, type),
     h('td', { class: 'num' }, w.backlog),
     h('td', { class: 'num' }, w.running),
-    h('td', { class: `num live${w.warning ? ' error' : ''}` }, w.live_workers ?? '–'),
-    h('td', { class: 'num replicas' }, w.desired_replicas)));
+    h('td', { class: 'num replicas' }, w.desired_replicas),
+    h('td', { class: `num live${w.warning ? ' error' : ''}` }, w.live_workers ?? '–')));
   replaceRows($('workers-table').tBodies[0], workers);
   renderCluster(stats.cluster);
   $('stat-running').textContent = stats.running;
