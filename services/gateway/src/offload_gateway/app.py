@@ -18,6 +18,7 @@ from offload_core.web.problems import install_problem_handlers
 from offload_core.web.redis_memory import MemoryGuard
 from offload_core.web.routers import add_routes
 
+from .pipelines import router as pipelines_router
 from .routes import router as jobs_router
 from .uploads import FORM_OVERHEAD_BYTES
 
@@ -59,9 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ("POST", "/v1/jobs/llm"): RouteLimit(settings.max_json_body_bytes, admit=memory_guard.refusal),
         ("POST", "/v1/jobs/ocr"): RouteLimit(settings.ocr_max_upload_bytes + FORM_OVERHEAD_BYTES,
                                              admit=memory_guard.refusal),
+        ("POST", "/v1/pipelines"): RouteLimit(settings.ocr_max_upload_bytes + FORM_OVERHEAD_BYTES,
+                                              admit=memory_guard.refusal),
     })
     install_observability(app, settings)
-    add_routes(app, health_router, jobs_router)
+    add_routes(app, health_router, jobs_router, pipelines_router)
     # The dashboard, served by the status service (another origin), cancels and requeues jobs
     # here with the user's key in an Authorization header (no cookies), so only that origin is let in.
     dashboard = urlsplit(settings.status_public_url)

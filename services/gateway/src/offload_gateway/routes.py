@@ -45,19 +45,19 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
 }
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
+PROBLEM = {"content": {"application/problem+json": {}}}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Replay of an earlier submission with the same Idempotency-Key"},
     202: {"description": "Accepted: stored and queued; follow the Location header"},
-    400: {"description": "Malformed JSON or multipart body, or invalid Idempotency-Key header", **_PROBLEM},
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    408: {"description": "Upload not completed in time", **_PROBLEM},
-    409: {"description": "Idempotency-Key reused with a different body", **_PROBLEM},
-    413: {"description": "Upload too large", **_PROBLEM},
-    415: {"description": "Unsupported media type (the LLM body must be application/json)", **_PROBLEM},
-    422: {"description": "Invalid request", **_PROBLEM},
-    429: {"description": "Rate limit, queued-job or queued-bytes quota exceeded (see Retry-After)", **_PROBLEM},
-    503: {"description": "Job store unavailable (see Retry-After)", **_PROBLEM},
+    400: {"description": "Malformed JSON or multipart body, or invalid Idempotency-Key header", **PROBLEM},
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    408: {"description": "Upload not completed in time", **PROBLEM},
+    409: {"description": "Idempotency-Key reused with a different body", **PROBLEM},
+    413: {"description": "Upload too large", **PROBLEM},
+    415: {"description": "Unsupported media type (the LLM body must be application/json)", **PROBLEM},
+    422: {"description": "Invalid request", **PROBLEM},
+    429: {"description": "Rate limit, queued-job or queued-bytes quota exceeded (see Retry-After)", **PROBLEM},
+    503: {"description": "Job store unavailable (see Retry-After)", **PROBLEM},
 }
 
 OCR_FORM_SCHEMA = {
@@ -164,7 +164,7 @@ class ProbeJobRequest(ProbeParams, Scheduling):
 
 
 @router.post("/probe", status_code=202, responses={**SUBMIT_RESPONSES, 403: {
-    "description": "Probe jobs are switched off, or only for admin tenants", **_PROBLEM}},
+    "description": "Probe jobs are switched off, or only for admin tenants", **PROBLEM}},
              openapi_extra={"parameters": [IDEMPOTENCY_KEY]}, summary="Submit a diagnostic probe job")
 async def submit_probe(body: ProbeJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
     """A job that sleeps (with progress, cancellable) and succeeds or fails as asked, run by any
@@ -189,15 +189,15 @@ async def submit_probe(body: ProbeJobRequest, caller: AuthenticatedCaller, reque
     return await submit(caller.store, new)
 
 
-_ID_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    404: {"description": "No such job for this tenant", **_PROBLEM},
-    409: {"description": "The job's state does not allow this", **_PROBLEM},
-    503: {"description": "Job store unavailable", **_PROBLEM},
+ID_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    404: {"description": "No such job for this tenant", **PROBLEM},
+    409: {"description": "The job's state does not allow this", **PROBLEM},
+    503: {"description": "Job store unavailable", **PROBLEM},
 }
 
 
-@router.delete("/{job_id}", responses={200: {"description": "Cancelled or cancelling"}, **_ID_RESPONSES},
+@router.delete("/{job_id}", responses={200: {"description": "Cancelled or cancelling"}, **ID_RESPONSES},
                summary="Cancel a job")
 async def cancel_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     store, principal = caller.store, caller.principal
@@ -215,7 +215,7 @@ async def cancel_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     return JSONResponse(body, status_code=200 if status == "cancelled" else 202)
 
 
-@router.post("/{job_id}/retry", responses={202: {"description": "Requeued"}, **_ID_RESPONSES},
+@router.post("/{job_id}/retry", responses={202: {"description": "Requeued"}, **ID_RESPONSES},
              summary="Requeue a failed or dead job")
 async def retry_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     store, principal = caller.store, caller.principal
