@@ -11,10 +11,12 @@
 -- counts, the lifetime counters, the dead-letter indexes, a webhook in the outbox if the job asked
 -- for one, and the TTLs: the record lives `retention` more seconds, its events `events_grace`.
 -- Succeeded and cancelled jobs drop their input; failed and dead ones keep it to be requeued.
+-- `tokens` ('' for none): an LLM result's usage as JSON {model, prompt, completion, ttl}, added
+-- to the tenant's counters of the day in the same step as the result, so it is counted once.
 -- Returns {'ok', state} | {'requeued'} | {'cancelling'} | {'stale', state} | {'terminal', state}
 --   | {'alive'} | {'missing'}
-local job_key, events_key, running_key, usage_key, counters_key, dead_key, tenant_dead_key, delayed_key, pending_key, queue_key, webhooks_key, unacked_key, unacked_index_key = unpack(KEYS)
-local mode, worker_id, tenant, new_state, now, result_json, error_json, retry_at, message, message_tag, events_maxlen, retention, events_grace = unpack(ARGV)
+local job_key, events_key, running_key, usage_key, counters_key, dead_key, tenant_dead_key, delayed_key, pending_key, queue_key, webhooks_key, unacked_key, unacked_index_key, tokens_key = unpack(KEYS)
+local mode, worker_id, tenant, new_state, now, result_json, error_json, retry_at, message, message_tag, events_maxlen, retention, events_grace, tokens = unpack(ARGV)
 
 local h = redis.call('HMGET', job_key, 'state', 'worker', 'id', 'type', 'attempts', 'max_attempts',
                      'cancel_requested', 'payload_bytes', 'callback_url', 'message_tag', 'tenant', 'result_writes')
@@ -86,6 +88,13 @@ if new_state == 'succeeded' or new_state == 'cancelled' then
   for _, v in ipairs({'payload', '', 'message', ''}) do record[#record + 1] = v end
 end
 redis.call('HSET', job_key, unpack(record))
+if tokens ~= '' and new_state == 'succeeded' then
+  local t = cjson.decode(tokens)
+  redis.call('HINCRBY', tokens_key, t.model .. '|prompt', t.prompt)
+  redis.call('HINCRBY', tokens_key, t.model .. '|completion', t.completion)
+  redis.call('HINCRBY', tokens_key, t.model .. '|jobs', 1)
+  redis.call('EXPIRE', tokens_key, t.ttl)
+end
 if new_state == 'dead' then
   redis.call('ZADD', dead_key, now, id)
   redis.call('ZADD', tenant_dead_key, now, id)
