@@ -14,6 +14,7 @@ from offload_core.documents.formats import DocumentRejected, inspect
 from offload_core.documents.languages import parse_languages
 from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.store import NewJob
+from offload_core.llm.models import ModelRefused, estimate_prompt_tokens, model_map
 from offload_core.llm.request import LlmParams
 from offload_core.observability.tracing import job_trace_context
 from offload_core.payloads.ref import PayloadRef
@@ -55,8 +56,10 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "Idempotency-Key reused with a different body", **_PROBLEM},
     413: {"description": "Upload too large", **_PROBLEM},
     415: {"description": "Unsupported media type (the LLM body must be application/json)", **_PROBLEM},
-    422: {"description": "Invalid request", **_PROBLEM},
-    429: {"description": "Rate limit, queued-job or queued-bytes quota exceeded (see Retry-After)", **_PROBLEM},
+    422: {"description": "Invalid request (an unknown or disallowed model, or an OCR language no worker has, "
+                         "lists the ones there are)", **_PROBLEM},
+    429: {"description": "Rate limit, tokens-per-minute limit, queued-job or queued-bytes quota exceeded "
+                         "(see Retry-After)", **_PROBLEM},
     503: {"description": "Job store unavailable (see Retry-After)", **_PROBLEM},
 }
 
@@ -72,7 +75,9 @@ OCR_FORM_SCHEMA = {
                     "properties": {
                         "file": {"type": "string", "format": "binary",
                                  "description": "PNG, JPEG, TIFF or PDF; the type is read from the bytes"},
-                        "languages": {"type": "string", "default": "eng", "example": "eng+deu"},
+                        "languages": {"type": "string", "default": "eng", "example": "eng",
+                                      "description": "Tesseract language codes joined by '+' (e.g. eng+deu); "
+                                                     "each must be installed on the OCR workers (422 lists them)"},
                         "priority": {"type": "string", "enum": [p.value for p in Priority], "default": "normal"},
                         "callback_url": {"type": "string", "format": "uri"},
                         "run_at": {"type": "string", "format": "date-time",
@@ -101,6 +106,11 @@ async def submit_ocr(request: Request, caller: AuthenticatedCaller) -> JSONRespo
             languages = parse_languages(form.languages, settings.ocr_default_languages)
         except ValueError as exc:
             raise ProblemError(422, "Invalid languages", str(exc)) from None
+        installed = request.app.state.ocr_languages
+        if missing := installed.missing(languages):
+            raise ProblemError(422, "Language not installed",
+                               f"no OCR worker has {', '.join(missing)}; installed: {', '.join(sorted(installed.known))}",
+                               installed_languages=sorted(installed.known))
         priority = parse_priority(form.priority)
         callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
         schedule = parse_schedule(form.run_at, form.delay_seconds, settings)
@@ -145,17 +155,31 @@ async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: 
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
     if body.max_tokens > settings.llm_max_tokens_limit:
         raise ProblemError(422, "max_tokens too large", f"max_tokens may be at most {settings.llm_max_tokens_limit}")
-    if sum(len(m["content"]) for m in body.chat_messages()) > settings.llm_max_prompt_chars:
+    prompt_chars = sum(len(m["content"]) for m in body.chat_messages())
+    if prompt_chars > settings.llm_max_prompt_chars:
         raise ProblemError(422, "Prompt too long", f"the prompt may be at most {settings.llm_max_prompt_chars} characters")
+    try:
+        route = model_map(settings).route_for(body.model, caller.principal.tenant)
+    except ModelRefused as exc:
+        raise ProblemError(422, "Unknown model", str(exc), allowed_models=exc.allowed) from None
+    if body.response_format is not None and body.response_format.type == "json_schema" and not route.json_schema:
+        raise ProblemError(422, "json_schema not supported",
+                           f"model {route.name!r} does not take response_format json_schema; use json_object")
+    # The tokens-per-minute limit counts what the job may use: its max_tokens and its prompt.
+    cost = body.max_tokens + estimate_prompt_tokens(prompt_chars)
+    if settings.llm_tokens_per_minute and cost > settings.llm_tokens_per_minute:
+        raise ProblemError(422, "Job too large for the token limit",
+                           f"this job may use {cost} tokens (max_tokens plus about one per 4 prompt characters); your "
+                           f"tenant may use {settings.llm_tokens_per_minute} per minute: lower max_tokens or the prompt")
     callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
     schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
     # The stored request is the validated LlmParams part of the body, as the worker reads it.
     payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
-    summary = {"model": body.model or settings.llm_model, "max_tokens": body.max_tokens,
+    summary = {"model": route.name, "max_tokens": body.max_tokens,
                "temperature": body.temperature, **schedule.asked}
     new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
                  params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
-                 **job_trace_context())
+                 tokens=cost, **job_trace_context())
     return await submit_with_payload(caller, new, payload)
 
 
