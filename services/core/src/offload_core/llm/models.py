@@ -52,12 +52,15 @@ class _RouteSpec(BaseModel):
 
 @dataclass(frozen=True)
 class ModelRoute:
-    """Where one model name goes. `api_key` is read when the map is loaded (never logged)."""
+    """Where one model name goes. Its API key is read where it is used (the LLM workers, which
+    mount the Secret; the gateway reads the map without it), and never logged."""
 
     name: str
     base_url: str
     served_model: str
-    api_key: str
+    api_key_file: Path | None
+    api_key_env: str | None
+    default_api_key: str
     max_in_flight: int  # 0: no global cap
     request_timeout_seconds: float
     connect_timeout_seconds: float
@@ -66,6 +69,14 @@ class ModelRoute:
 
     def allows(self, tenant: str) -> bool:
         return self.tenants is None or tenant in self.tenants
+
+    @property
+    def api_key(self) -> str:
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text().strip()
+        if self.api_key_env is not None:
+            return os.environ.get(self.api_key_env, "").strip()
+        return self.default_api_key
 
     def __repr__(self) -> str:  # the API key stays out of logs and tracebacks
         return f"ModelRoute({self.name!r} -> {self.served_model!r} at {self.base_url!r}, max_in_flight={self.max_in_flight})"
@@ -136,15 +147,10 @@ class ModelMap:
 
 
 def _route(name: str, spec: _RouteSpec, s: Settings) -> ModelRoute:
-    if spec.api_key_file is not None:
-        api_key = spec.api_key_file.read_text().strip()
-    elif spec.api_key_env is not None:
-        api_key = os.environ.get(spec.api_key_env, "").strip()
-    else:
-        api_key = s.llm_api_key
     return ModelRoute(
         name=name, base_url=(spec.base_url or s.llm_base_url).rstrip("/"), served_model=spec.served_model or name,
-        api_key=api_key, max_in_flight=spec.max_in_flight,
+        api_key_file=spec.api_key_file, api_key_env=spec.api_key_env, default_api_key=s.llm_api_key,
+        max_in_flight=spec.max_in_flight,
         request_timeout_seconds=spec.request_timeout_seconds or s.llm_request_timeout_seconds,
         connect_timeout_seconds=spec.connect_timeout_seconds or s.llm_connect_timeout_seconds,
         json_schema=spec.json_schema, tenants=frozenset(spec.tenants) if spec.tenants is not None else None,

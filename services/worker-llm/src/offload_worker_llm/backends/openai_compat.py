@@ -66,8 +66,9 @@ class OpenAICompatBackend(LlmBackend):
             client = self._clients.get(route.name)
             if client is None:
                 headers = {"Accept": "text/event-stream"}
-                if route.api_key:
-                    headers["Authorization"] = f"Bearer {route.api_key}"
+                api_key = route.api_key  # read here: a Secret mounted as a file, or a variable
+                if api_key:
+                    headers["Authorization"] = f"Bearer {api_key}"
                 streams = self._settings.llm_max_in_flight
                 client = self._clients[route.name] = httpx.Client(
                     headers=headers,
