@@ -194,3 +194,30 @@ def test_an_ocr_language_no_worker_has_is_refused_at_submit(platform_factory, re
     assert r.json()["installed_languages"] == ["eng"]
     assert "no OCR worker has xyz" in r.json()["detail"]
     assert platform.submit_ocr(png, fields={"languages": "eng"}).status_code == 202
+
+
+def test_the_tokens_per_minute_limit_refuses_at_submit_with_retry_after(platform_factory):
+    platform = platform_factory.start(workers=(), env={"OFFLOAD_LLM_TOKENS_PER_MINUTE": "100"})
+    job = {"prompt": "x" * 40, "max_tokens": 60}  # 60 + 40 / 4 = 70 tokens
+    assert platform.submit_llm(job).status_code == 202
+    r = platform.submit_llm(job)
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= 61
+    assert "more than 100 tokens" in r.json()["detail"]
+    assert platform.submit_llm(job, tenant="bob").status_code == 202  # per tenant
+    r = platform.submit_llm({"prompt": "x", "max_tokens": 101})
+    assert r.status_code == 422 and "lower max_tokens" in r.json()["detail"]  # never fits: not a 429
+
+
+def test_openai_parameters_are_validated_at_submit(platform_factory, tmp_path):
+    models = tmp_path / "models.yaml"
+    models.write_text(f"{MODEL}: {{}}\nno-schema: {{json_schema: false}}\n")
+    platform = platform_factory.start(workers=(), env={"OFFLOAD_LLM_MODEL": MODEL,
+                                                       "OFFLOAD_LLM_MODELS_FILE": str(models)})
+    schema = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    assert platform.submit_llm({**body(5), "response_format": schema, "stop": ["END"], "seed": 7}).status_code == 202
+    r = platform.submit_llm({**body(5), "model": "no-schema", "response_format": schema})
+    assert r.status_code == 422 and "use json_object" in r.json()["detail"]
+    for bad in ({"top_p": 0}, {"stop": ["a", "b", "c", "d", "e"]}, {"presence_penalty": 3},
+                {"response_format": {"type": "json_schema"}}, {"response_format": {"type": "xml"}}):
+        assert platform.submit_llm({**body(5), **bad}).status_code == 422, bad
