@@ -76,7 +76,7 @@ def _actions(settings: Settings, r: redis.Redis):
         sync["FINISH"](**keys.finish_keys(job_id, JobType.LLM, "t1", "llm.normal"), mode="lost", worker_id="",
                        tenant="t1", new_state="", now=repr(time.time()), result_json="", error_json="null",
                        retry_at="", message="{}", message_tag="t3", events_maxlen=100, retention=600,
-                       events_grace=60)
+                       events_grace=60, tokens="")
 
     def move(job_id):
         sync["MOVE"](job_key=keys.job(job_id), events_key=keys.events(job_id), delayed_key=keys.DELAYED,

@@ -198,6 +198,10 @@ class Settings(BaseSettings):
     ocr_dpi: int = Field(default=300, ge=72, le=600)
     ocr_tessdata: str = Field(default_factory=_default_tessdata)
     ocr_default_languages: str = "eng"
+    # How long an OCR worker's published languages count as installed after it was last seen
+    # (the gateway refuses languages no OCR worker has had within it; workers scaled to zero
+    # keep theirs known).
+    ocr_languages_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     # Where a job's payload (the upload, the LLM request) is kept until the job ends: inline in
     # its Redis record ("redis"), or, when "s3", in S3-compatible object storage for payloads of
@@ -250,6 +254,22 @@ class Settings(BaseSettings):
     llm_max_http_attempts: int = Field(default=4, ge=1)
     llm_max_tokens_limit: int = Field(default=4096, ge=1)
     llm_max_prompt_chars: int = Field(default=200_000, ge=1)
+    # Streams one LLM worker process (a pod) keeps in flight with the `openai` backend: a thread
+    # each, each with its own worker identity (docs/architecture.md, "Many streams per process").
+    # The llamacpp backend runs one job per process (OFFLOAD_WORKER_CONCURRENCY processes).
+    llm_max_in_flight: int = Field(default=64, ge=1, le=1024)
+    # The models tenants may ask for, each routed to a backend (offload_core/llm/models.py): YAML
+    # (or JSON) text, or a mounted YAML file. Empty: one model, `llm_model`, on `llm_base_url`.
+    llm_models: str = ""
+    llm_models_file: Path | None = None
+    # Tokens a tenant's LLM jobs may ask for per minute (max_tokens plus a prompt estimate of one
+    # token per 4 characters), checked in the submit script; 0: no limit.
+    llm_tokens_per_minute: int = Field(default=0, ge=0)
+    # Tenants one worker process labels its token metrics with; later ones are counted as
+    # tenant="_other" (Prometheus label cardinality stays tenants x models x 2).
+    llm_usage_metric_tenants: int = Field(default=100, ge=1, le=10_000)
+    # Days the per-tenant token counters (GET /v1/usage) are kept.
+    llm_usage_retention_days: int = Field(default=400, ge=1, le=3660)
 
     # Autoscaling as the chart configures KEDA (status reports the replicas KEDA should want).
     ocr_scale_list_length: int = Field(default=5, ge=1)

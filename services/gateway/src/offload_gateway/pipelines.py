@@ -80,10 +80,13 @@ async def submit_pipeline(request: Request, caller: AuthenticatedCaller) -> JSON
             languages = parse_languages(ocr.languages, settings.ocr_default_languages)
         except ValueError as exc:
             raise ProblemError(422, "Invalid languages", f"step 1: {exc}") from None
+        request.app.state.ocr_languages.refuse_missing(languages, where="step 1 (ocr): ")
         llm_params: list[dict[str, Any]] = []
+        checks = []
         for number, step in enumerate(spec.llm_steps(), start=2):
-            checked = check_llm_request(step.request(), settings, tenant, where=f"step {number} ({step.name}): ")
-            llm_params.append({"model": checked.model, "max_tokens": step.max_tokens, "temperature": step.temperature})
+            checks.append(check_llm_request(step.request(), settings, tenant, where=f"step {number} ({step.name}): "))
+            llm_params.append({"model": checks[-1].model, "max_tokens": step.max_tokens,
+                               "temperature": step.temperature})
         try:
             info = await anyio.to_thread.run_sync(
                 lambda: inspect(document.path or document.read_all(), max_pages=settings.ocr_max_pages,
@@ -96,10 +99,17 @@ async def submit_pipeline(request: Request, caller: AuthenticatedCaller) -> JSON
             raise ProblemError(422, "Pipeline too large",
                                f"these steps over {info.pages} pages make {jobs} jobs; a pipeline may make at most "
                                f"{settings.pipeline_max_jobs} (fewer per_page steps, or split the document)")
+        # Under a tokens-per-minute limit the pipeline counts what its LLM jobs may use, as their
+        # prompts stand at submit (the text a step is given is not known yet).
+        tokens = sum(c.tokens * (info.pages if s.per_page else 1) for c, s in zip(checks, spec.llm_steps()))
+        if settings.llm_tokens_per_minute and tokens > settings.llm_tokens_per_minute:
+            raise ProblemError(422, "Pipeline too large for the token limit",
+                               f"its LLM jobs may use {tokens} tokens (max_tokens plus their prompts); your tenant may "
+                               f"use {settings.llm_tokens_per_minute} per minute: lower max_tokens, or fewer pages")
         params = {"languages": languages, "filename": form.filename, "kind": str(info.kind.value),
                   "pages": info.pages, "bytes": document.size}
         store = PipelineStore(caller.store)
-        new = NewPipeline(tenant=tenant, request=spec, pages=info.pages, llm_params=llm_params,
+        new = NewPipeline(tenant=tenant, request=spec, pages=info.pages, llm_params=llm_params, tokens=tokens,
                           idempotency_key=key, trace_id=current_trace_id(),
                           document=OcrInput(b"", params, payload_sha256=document.sha256))
         payloads, ref = caller.payloads, None
@@ -135,7 +145,11 @@ async def submit_pipeline(request: Request, caller: AuthenticatedCaller) -> JSON
     if outcome.status == "rate_limited":
         raise ProblemError(429, "Rate limit exceeded",
                            f"more than {settings.rate_limit_per_minute} submissions this minute for your tenant",
-                           headers={"Retry-After": "60"})
+                           headers={"Retry-After": str(outcome.retry_after)})
+    if outcome.status == "tokens_limited":
+        raise ProblemError(429, "Token limit exceeded",
+                           f"this pipeline's LLM jobs would pass your tenant's {settings.llm_tokens_per_minute} "
+                           "tokens this minute", headers={"Retry-After": str(outcome.retry_after)})
     if outcome.status == "quota_exceeded":
         raise ProblemError(429, "Queued-job quota exceeded",
                            f"this pipeline makes {jobs} jobs, and your tenant may have at most "

@@ -22,6 +22,7 @@ from offload_core.types import JobState, JobType, Priority
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
+from .llm_checks import check_llm_request
 from .submission import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     drop_payload,
@@ -55,8 +56,10 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "Idempotency-Key reused with a different body", **PROBLEM},
     413: {"description": "Upload too large", **PROBLEM},
     415: {"description": "Unsupported media type (the LLM body must be application/json)", **PROBLEM},
-    422: {"description": "Invalid request", **PROBLEM},
-    429: {"description": "Rate limit, queued-job or queued-bytes quota exceeded (see Retry-After)", **PROBLEM},
+    422: {"description": "Invalid request (an unknown or disallowed model, or an OCR language no worker has, "
+                         "lists the ones there are)", **PROBLEM},
+    429: {"description": "Rate limit, tokens-per-minute limit, queued-job or queued-bytes quota exceeded "
+                         "(see Retry-After)", **PROBLEM},
     503: {"description": "Job store unavailable (see Retry-After)", **PROBLEM},
 }
 
@@ -72,7 +75,9 @@ OCR_FORM_SCHEMA = {
                     "properties": {
                         "file": {"type": "string", "format": "binary",
                                  "description": "PNG, JPEG, TIFF or PDF; the type is read from the bytes"},
-                        "languages": {"type": "string", "default": "eng", "example": "eng+deu"},
+                        "languages": {"type": "string", "default": "eng", "example": "eng",
+                                      "description": "Tesseract language codes joined by '+' (e.g. eng+deu); "
+                                                     "each must be installed on the OCR workers (422 lists them)"},
                         "priority": {"type": "string", "enum": [p.value for p in Priority], "default": "normal"},
                         "callback_url": {"type": "string", "format": "uri"},
                         "run_at": {"type": "string", "format": "date-time",
@@ -101,6 +106,7 @@ async def submit_ocr(request: Request, caller: AuthenticatedCaller) -> JSONRespo
             languages = parse_languages(form.languages, settings.ocr_default_languages)
         except ValueError as exc:
             raise ProblemError(422, "Invalid languages", str(exc)) from None
+        request.app.state.ocr_languages.refuse_missing(languages)
         priority = parse_priority(form.priority)
         callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
         schedule = parse_schedule(form.run_at, form.delay_seconds, settings)
@@ -143,19 +149,16 @@ GATEWAY_ONLY_FIELDS = frozenset(Scheduling.model_fields)
 async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    if body.max_tokens > settings.llm_max_tokens_limit:
-        raise ProblemError(422, "max_tokens too large", f"max_tokens may be at most {settings.llm_max_tokens_limit}")
-    if sum(len(m["content"]) for m in body.chat_messages()) > settings.llm_max_prompt_chars:
-        raise ProblemError(422, "Prompt too long", f"the prompt may be at most {settings.llm_max_prompt_chars} characters")
+    checked = check_llm_request(body, settings, caller.principal.tenant)
     callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
     schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
     # The stored request is the validated LlmParams part of the body, as the worker reads it.
     payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
-    summary = {"model": body.model or settings.llm_model, "max_tokens": body.max_tokens,
+    summary = {"model": checked.model, "max_tokens": body.max_tokens,
                "temperature": body.temperature, **schedule.asked}
     new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
                  params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
-                 **job_trace_context())
+                 tokens=checked.tokens, **job_trace_context())
     return await submit_with_payload(caller, new, payload)
 
 

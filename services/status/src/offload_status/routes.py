@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -127,3 +128,45 @@ async def dead_letters(caller: AuthenticatedCaller,
     base = caller.settings.status_public_url.rstrip("/")
     jobs = await caller.store.dead_jobs(None if principal.admin else principal.tenant, limit)
     return {"jobs": [job.to_api(status_base_url=base) for job in jobs]}
+
+
+USAGE_MAX_DAYS = 92
+
+
+def _day(text: str | None, default: dt.date, name: str) -> dt.date:
+    if text is None:
+        return default
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ProblemError(422, f"Invalid {name}", f"{name} must be a date, YYYY-MM-DD (UTC days)") from None
+
+
+@router.get("/usage", responses=_COMMON, summary="Your tenant's LLM token usage per model and day")
+async def usage(caller: AuthenticatedCaller,
+                from_: Annotated[str | None, Query(alias="from", max_length=10,
+                                                   description="First day, YYYY-MM-DD (UTC); default: 29 days before `to`")] = None,
+                to: Annotated[str | None, Query(max_length=10, description="Last day, YYYY-MM-DD (UTC); default: today")] = None,
+                ) -> dict[str, Any]:
+    """Prompt and completion tokens of your succeeded LLM jobs as their model's server reported
+    them, counted under the model name you asked for, by the UTC day each finished. Days are
+    kept OFFLOAD_LLM_USAGE_RETENTION_DAYS; one request covers at most 92 days."""
+    last = _day(to, dt.datetime.now(dt.timezone.utc).date(), "to")
+    first = _day(from_, last - dt.timedelta(days=29), "from")
+    if first > last:
+        raise ProblemError(422, "Invalid range", "from must not be after to")
+    span = (last - first).days + 1
+    if span > USAGE_MAX_DAYS:
+        raise ProblemError(422, "Range too long", f"ask for at most {USAGE_MAX_DAYS} days at a time (asked for {span})")
+    days = [(first + dt.timedelta(days=i)).strftime("%Y%m%d") for i in range(span)]
+    counted = await caller.store.token_usage(caller.principal.tenant, days)
+    totals: dict[str, dict[str, int]] = {}
+    rows = []
+    for day in days:
+        for model, counts in sorted(counted.get(day, {}).items()):
+            rows.append({"date": f"{day[:4]}-{day[4:6]}-{day[6:]}", "model": model, **counts})
+            total = totals.setdefault(model, dict.fromkeys(counts, 0))
+            for name, value in counts.items():
+                total[name] += value
+    return {"tenant": caller.principal.tenant, "from": first.isoformat(), "to": last.isoformat(),
+            "days": rows, "totals": totals}

@@ -36,12 +36,22 @@
     offload:tenant:{t}:batches    zset    the tenant's batch ids by creation time
     offload:batches               set     batches not yet ended (the coordinator's work list)
     offload:lock:{task}           string  one gateway replica runs a maintenance task per interval
+    offload:capacity:{name}       zset    a global in-flight cap (e.g. `llm:<model>`): holder job ids by
+                                          when their slot lapses (jobs/scripts/capacity.lua)
+    offload:tenant:{t}:tokens:{d} hash    LLM token usage of day d (YYYYMMDD, UTC): `<model>|prompt`,
+                                          `<model>|completion`, `<model>|jobs`; written by finish.lua with
+                                          the result, expires OFFLOAD_LLM_USAGE_RETENTION_DAYS after d
+    offload:tenant:{t}:tpm:{m}    string  tokens asked for in minute m (OFFLOAD_LLM_TOKENS_PER_MINUTE)
+    offload:ocr:languages         zset    OCR languages the OCR workers have installed, by when a worker
+                                          last said so (the gateway checks `languages` against it)
 
 No job key expires while its job is unfinished: every state change sets the TTLs (the record and
 its events expire only once the job is terminal, `retention_seconds` after its end).
 """
 
 from __future__ import annotations
+
+import time
 
 from offload_core.types import JobType
 
@@ -92,6 +102,26 @@ def idempotency(tenant: str, key: str) -> str:
     return f"{PREFIX}:idem:{tenant}:{key}"
 
 
+def capacity(name: str) -> str:
+    return f"{PREFIX}:capacity:{name}"
+
+
+def tenant_tokens(tenant: str, day: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}:tokens:{day}"
+
+
+def tenant_tpm(tenant: str, minute: int) -> str:
+    return f"{PREFIX}:tenant:{tenant}:tpm:{minute}"
+
+
+OCR_LANGUAGES = f"{PREFIX}:ocr:languages"
+
+
+def usage_day(when: float) -> str:
+    """The UTC day of a Unix time, as the token usage keys name it: YYYYMMDD."""
+    return time.strftime("%Y%m%d", time.gmtime(when))
+
+
 def stats(minute: int) -> str:
     return f"{PREFIX}:stats:{minute}"
 
@@ -100,13 +130,16 @@ def lock(task: str) -> str:
     return f"{PREFIX}:lock:{task}"
 
 
-def finish_keys(job_id: str, job_type: JobType | str, tenant: str, queue: str) -> dict[str, str]:
-    """The keys of the finish script (scripts/finish.lua) for one job: every caller names the same."""
+def finish_keys(job_id: str, job_type: JobType | str, tenant: str, queue: str, *,
+                now: float | None = None) -> dict[str, str]:
+    """The keys of the finish script (scripts/finish.lua) for one job: every caller names the same.
+    The token usage key is of the day of `now` (only an LLM job's result writes to it)."""
     return dict(
         job_key=job(job_id), events_key=events(job_id), running_key=running(job_type),
         usage_key=tenant_usage(tenant), counters_key=COUNTERS, dead_key=DEAD, tenant_dead_key=tenant_dead(tenant),
         delayed_key=DELAYED, pending_key=PENDING, waiting_key=WAITING, queue_key=queue, webhooks_key=WEBHOOKS,
         unacked_key=KOMBU_UNACKED, unacked_index_key=KOMBU_UNACKED_INDEX,
+        tokens_key=tenant_tokens(tenant, usage_day(time.time() if now is None else now)),
     )
 
 

@@ -35,7 +35,7 @@ from offload_core.types import JobState, JobType, Priority
 
 @dataclass(frozen=True)
 class SubmitOutcome:
-    status: str  # created | existing | conflict | rate_limited | quota_exceeded | bytes_exceeded
+    status: str  # created | existing | conflict | rate_limited | tokens_limited | quota_exceeded | bytes_exceeded
     job_id: str
     retry_after: int = 0
     job: Job | None = None  # the new record, when created
@@ -56,6 +56,7 @@ class NewJob:
     payload_size: int | None = None  # its size and SHA-256 (hex), when it is there
     payload_sha256: str | None = None
     job_id: str | None = None  # made by the caller when it needs the id first (an S3 object key)
+    tokens: int = 0  # an LLM job's cost under OFFLOAD_LLM_TOKENS_PER_MINUTE (max_tokens + prompt estimate)
 
     @property
     def payload_bytes(self) -> int:
@@ -133,6 +134,8 @@ class JobStore:
                     idem_key=keys.idempotency(new.tenant, idem), rate_key=keys.tenant_rate(new.tenant, minute),
                     usage_key=keys.tenant_usage(new.tenant), job_key=keys.job(job_id), queue_key=queue,
                     pending_key=keys.PENDING, delayed_key=keys.DELAYED, tenant_jobs_key=keys.tenant_jobs(new.tenant),
+                    tpm_key=keys.tenant_tpm(new.tenant, minute),
+                    tpm_limit=s.llm_tokens_per_minute if new.type is JobType.LLM else 0, tpm_cost=new.tokens,
                     job_id=job_id, digest=digest, idem_ttl=s.idempotency_ttl_seconds, has_idem="1" if idem else "0",
                     rate_limit=s.rate_limit_per_minute, rate_ttl=120, max_active=s.max_queued_per_tenant,
                     max_bytes=s.max_queued_bytes_per_tenant, now=repr(now),
@@ -144,7 +147,7 @@ class JobStore:
         if status == "created":
             job_metrics.submitted(new.type, new.priority)
         retry_after = 0
-        if status == "rate_limited":
+        if status in ("rate_limited", "tokens_limited"):
             retry_after = max(1, int(60 - now % 60) + 1)
         elif status in ("quota_exceeded", "bytes_exceeded"):
             retry_after = 30
@@ -161,7 +164,7 @@ class JobStore:
         async with unavailable_as_error():
             out = await self._finish(**keys.finish_keys(job.id, job.type, job.tenant, job.queue), mode="cancel", worker_id="", tenant=tenant,
                                      new_state="cancelled", now=repr(time.time()), result_json="", error_json="null",
-                                     retry_at="", message="", message_tag="", **self._finish_limits())
+                                     retry_at="", message="", message_tag="", tokens="", **self._finish_limits())
         status, state = as_text(out[0]), (as_text(out[1]) if len(out) > 1 else None)
         if status == "ok":
             return "cancelled", state
@@ -259,6 +262,24 @@ class JobStore:
         record = {f: as_text(v) for f, v in zip(REPLAY_FIELDS, values) if v is not None}
         stream = [(as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows]
         return replay(after, stream, record, complete=len(rows) < count)
+
+    async def token_usage(self, tenant: str, days: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+        """The tenant's LLM token counters of each day (YYYYMMDD) that has any:
+        {day: {model: {"prompt_tokens", "completion_tokens", "jobs"}}}."""
+        async with _unavailable_as_error():
+            pipe = self.redis.pipeline(transaction=False)
+            for day in days:
+                pipe.hgetall(keys.tenant_tokens(tenant, day))
+            replies = await pipe.execute()
+        names = {"prompt": "prompt_tokens", "completion": "completion_tokens", "jobs": "jobs"}
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for day, fields in zip(days, replies):
+            for field, value in fields.items():
+                model, _, kind = as_text(field).rpartition("|")
+                if kind in names:
+                    counts = out.setdefault(day, {}).setdefault(model, dict.fromkeys(names.values(), 0))
+                    counts[names[kind]] = int(value)
+        return out
 
     async def queue_stats(self) -> dict[str, Any]:
         """Depth and age of the oldest message per queue; running, scheduled or retrying, and dead

@@ -51,7 +51,7 @@ class WaitingSweep:
                                                                 as_text(queue)),
                                    mode="cancel", worker_id="waiting-sweep", tenant=as_text(tenant), new_state="cancelled",
                                    now=repr(at), result_json="", error_json="null", retry_at="", message="",
-                                   message_tag="", events_maxlen=s.events_maxlen, retention=s.retention_seconds,
+                                   message_tag="", tokens="", events_maxlen=s.events_maxlen, retention=s.retention_seconds,
                                    events_grace=s.events_grace_seconds)
             gone = [job_id for job_id, (tenant, *_) in zip(due, records) if tenant is None]
             for (job_id, job_type, priority), out in zip(asked, await pipe.execute()):

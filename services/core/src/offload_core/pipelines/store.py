@@ -53,6 +53,7 @@ class NewPipeline:
     document: OcrInput
     pages: int
     llm_params: list[dict[str, Any]]  # per LLM step, the job params' summary (model, max_tokens, ...)
+    tokens: int = 0  # what its LLM jobs may use, under OFFLOAD_LLM_TOKENS_PER_MINUTE
     idempotency_key: str | None = None
     trace_id: str | None = None
     pipeline_id: str | None = None
@@ -65,9 +66,10 @@ class NewPipeline:
 
 @dataclass(frozen=True)
 class CreateOutcome:
-    status: str  # created | existing | conflict | rate_limited | quota_exceeded | bytes_exceeded
+    status: str  # created | existing | conflict | rate_limited | tokens_limited | quota_exceeded | bytes_exceeded
     pipeline_id: str
     jobs: int = 0
+    retry_after: int = 0  # seconds, when rate or token limited (the minute's end)
 
 
 class PipelineStore:
@@ -113,18 +115,19 @@ class PipelineStore:
                 idem_key=keys.idempotency(new.tenant, "pipeline:" + idem), rate_key=keys.tenant_rate(new.tenant, minute),
                 usage_key=keys.tenant_usage(new.tenant), pending_key=keys.PENDING, waiting_key=keys.WAITING,
                 tenant_jobs_key=keys.tenant_jobs(new.tenant), pipeline_key=keys.pipeline(pipeline_id),
-                tenant_pipelines_key=keys.tenant_pipelines(new.tenant),
+                tenant_pipelines_key=keys.tenant_pipelines(new.tenant), tpm_key=keys.tenant_tpm(new.tenant, minute),
                 pipeline_id=pipeline_id, digest=new.digest() if idem else "", idem_ttl=s.idempotency_ttl_seconds,
                 has_idem="1" if idem else "0", rate_limit=s.rate_limit_per_minute, rate_ttl=120,
                 max_active=s.max_queued_per_tenant, max_bytes=s.max_queued_bytes_per_tenant, now=repr(now),
                 pipeline_fields=_json([x for kv in record.items() for x in kv]), jobs=_json(planned),
-                total_bytes=total_bytes, extra_args=payloads,
+                total_bytes=total_bytes, tpm_limit=s.llm_tokens_per_minute, tpm_cost=new.tokens, extra_args=payloads,
             )
         status = as_text(status)
         if status == "created":
             for entry in planned:
                 job_metrics.submitted(JobType(entry["type"]), priority)
-        return CreateOutcome(status, as_text(ident), len(planned))
+        limited = status in ("rate_limited", "tokens_limited")
+        return CreateOutcome(status, as_text(ident), len(planned), max(1, int(60 - now % 60) + 1) if limited else 0)
 
     def _job_entry(self, pipeline_id: str, planned: PlannedJob, step_name: str, params: dict[str, Any],
                    payload: bytes, new: NewPipeline, now: float, by_key: dict[str, str]) -> dict[str, Any]:

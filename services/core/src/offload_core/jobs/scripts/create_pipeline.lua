@@ -5,10 +5,10 @@
 -- until finish.lua queues them, and sit in the waiting index scored +inf (nothing to cancel yet).
 -- `jobs` is a JSON array of {key, id, fields (the record's field/value pairs), queue, message,
 -- waits}; the input of job i is the i-th argument after the named ones ('' when it has none).
--- Returns {status, pipeline id}: created | existing | conflict | rate_limited | quota_exceeded
---   | bytes_exceeded
-local idem_key, rate_key, usage_key, pending_key, waiting_key, tenant_jobs_key, pipeline_key, tenant_pipelines_key = unpack(KEYS)
-local pipeline_id, digest, idem_ttl, has_idem, rate_limit, rate_ttl, max_active, max_bytes, now, pipeline_fields, jobs, total_bytes = unpack(ARGV, 1, 12)
+-- Returns {status, pipeline id}: created | existing | conflict | rate_limited | tokens_limited
+--   | quota_exceeded | bytes_exceeded
+local idem_key, rate_key, usage_key, pending_key, waiting_key, tenant_jobs_key, pipeline_key, tenant_pipelines_key, tpm_key = unpack(KEYS)
+local pipeline_id, digest, idem_ttl, has_idem, rate_limit, rate_ttl, max_active, max_bytes, now, pipeline_fields, jobs, total_bytes, tpm_limit, tpm_cost = unpack(ARGV, 1, 14)
 
 if has_idem == '1' then
   local seen = redis.call('GET', idem_key)
@@ -25,16 +25,31 @@ if n > tonumber(rate_limit) then
   redis.call('DECR', rate_key)
   return {'rate_limited', ''}
 end
+-- Under a tokens-per-minute limit its LLM jobs' cost counts now, as submit.lua counts a job's.
+local tpm = tonumber(tpm_limit) > 0 and tonumber(tpm_cost) > 0
+if tpm then
+  local used = redis.call('INCRBY', tpm_key, tpm_cost)
+  if used == tonumber(tpm_cost) then redis.call('EXPIRE', tpm_key, rate_ttl) end
+  if used > tonumber(tpm_limit) then
+    redis.call('DECRBY', tpm_key, tpm_cost)
+    redis.call('DECR', rate_key)
+    return {'tokens_limited', ''}
+  end
+end
+local function undo_rate()
+  redis.call('DECR', rate_key)
+  if tpm then redis.call('DECRBY', tpm_key, tpm_cost) end
+end
 local planned = cjson.decode(jobs)
 if redis.call('HINCRBY', usage_key, 'active', #planned) > tonumber(max_active) then
   redis.call('HINCRBY', usage_key, 'active', -#planned)
-  redis.call('DECR', rate_key)
+  undo_rate()
   return {'quota_exceeded', ''}
 end
 if redis.call('HINCRBY', usage_key, 'bytes', total_bytes) > tonumber(max_bytes) then
   redis.call('HINCRBY', usage_key, 'bytes', -tonumber(total_bytes))
   redis.call('HINCRBY', usage_key, 'active', -#planned)
-  redis.call('DECR', rate_key)
+  undo_rate()
   return {'bytes_exceeded', ''}
 end
 redis.call('HSET', pipeline_key, unpack(cjson.decode(pipeline_fields)))
@@ -42,7 +57,7 @@ redis.call('ZADD', tenant_pipelines_key, now, pipeline_id)
 for i, job in ipairs(planned) do
   local record = job.fields
   record[#record + 1] = 'payload'
-  record[#record + 1] = ARGV[12 + i]
+  record[#record + 1] = ARGV[14 + i]
   if tonumber(job.waits) > 0 then
     for _, v in ipairs({'message', job.message, 'waits', job.waits}) do record[#record + 1] = v end
   end

@@ -17,10 +17,12 @@
 -- the message kept in its record); a failure parks them until `retention` from now (a retry of
 -- this job may still release them); a cancel has them cancelled by the next waiting sweep. Its
 -- pipeline's counts and events follow, and the pipeline's keys expire once no job of it is open.
+-- `tokens` ('' for none): an LLM result's usage as JSON {model, prompt, completion, ttl}, added
+-- to the tenant's counters of the day in the same step as the result, so it is counted once.
 -- Returns {'ok', state} | {'requeued'} | {'cancelling'} | {'stale', state} | {'terminal', state}
 --   | {'alive'} | {'missing'}
-local job_key, events_key, running_key, usage_key, counters_key, dead_key, tenant_dead_key, delayed_key, pending_key, waiting_key, queue_key, webhooks_key, unacked_key, unacked_index_key = unpack(KEYS)
-local mode, worker_id, tenant, new_state, now, result_json, error_json, retry_at, message, message_tag, events_maxlen, retention, events_grace = unpack(ARGV)
+local job_key, events_key, running_key, usage_key, counters_key, dead_key, tenant_dead_key, delayed_key, pending_key, waiting_key, queue_key, webhooks_key, unacked_key, unacked_index_key, tokens_key = unpack(KEYS)
+local mode, worker_id, tenant, new_state, now, result_json, error_json, retry_at, message, message_tag, events_maxlen, retention, events_grace, tokens = unpack(ARGV)
 
 local h = redis.call('HMGET', job_key, 'state', 'worker', 'id', 'type', 'attempts', 'max_attempts',
                      'cancel_requested', 'payload_bytes', 'callback_url', 'message_tag', 'tenant', 'result_writes',
@@ -99,6 +101,13 @@ if new_state == 'succeeded' or new_state == 'cancelled' then
   for _, v in ipairs({'payload', '', 'message', ''}) do record[#record + 1] = v end
 end
 redis.call('HSET', job_key, unpack(record))
+if tokens ~= '' and new_state == 'succeeded' then
+  local t = cjson.decode(tokens)
+  redis.call('HINCRBY', tokens_key, t.model .. '|prompt', t.prompt)
+  redis.call('HINCRBY', tokens_key, t.model .. '|completion', t.completion)
+  redis.call('HINCRBY', tokens_key, t.model .. '|jobs', 1)
+  redis.call('EXPIRE', tokens_key, t.ttl)
+end
 if new_state == 'dead' then
   redis.call('ZADD', dead_key, now, id)
   redis.call('ZADD', tenant_dead_key, now, id)
