@@ -142,7 +142,7 @@ def _day(text: str | None, default: dt.date, name: str) -> dt.date:
         raise ProblemError(422, f"Invalid {name}", f"{name} must be a date, YYYY-MM-DD (UTC days)") from None
 
 
-@router.get("/usage", responses=_COMMON, summary="Your tenant's LLM token usage per model and day")
+@router.get("/usage", responses=COMMON_RESPONSES, summary="Your tenant's LLM token usage per model and day")
 async def usage(caller: AuthenticatedCaller,
                 from_: Annotated[str | None, Query(alias="from", max_length=10,
                                                    description="First day, YYYY-MM-DD (UTC); default: 29 days before `to`")] = None,
