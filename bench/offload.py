@@ -90,6 +90,12 @@ def probe_job(priority: Priority = Priority.NORMAL, sleep_seconds: float = 0.0) 
                   params={"sleep_seconds": sleep_seconds, "steps": 1, "fail": "none", "fail_attempts": 0})
 
 
+def llm_job(priority: Priority = Priority.NORMAL) -> NewJob:
+    """An LLM job as the gateway stores one (the live-events section queues them, no worker runs them)."""
+    return NewJob(type=JobType.LLM, tenant=TENANT, priority=priority, payload=LLM_PAYLOAD,
+                  params={"model": "bench", "max_tokens": 16, "temperature": 0.0})
+
+
 def succeeded(r, job_type: JobType = JobType.PROBE) -> int:
     """Jobs of a type that succeeded so far (the store's lifetime counters)."""
     return int(r.hget("offload:counters", f"{job_type.value}:succeeded") or 0)

@@ -21,7 +21,7 @@ from .stats import spread_pct  # noqa: E402
 TARGETS = {
     "submit_ratio": 0.5, "submit_p99_ms": 10.0, "worker_ratio": 0.8, "latency_ratio": 2.0,
     "ocr_vs_pytesseract": 3.0, "ocr_vs_tesserocr": 0.95, "llm_vs_direct": 0.95,
-    "sse_read_p99_ms": 100.0, "sse_delivery_p99_ms": 100.0,
+    "sse_read_p99_ms": 100.0, "sse_delivery_p99_ms": 100.0, "llm_streams_vs_direct": 0.9,
 }
 
 
@@ -151,6 +151,23 @@ def llm_table(m: dict[str, Any]) -> str:
     return text + _load(m)
 
 
+def llm_streams_table(m: dict[str, Any]) -> str:
+    labels = {"offload": f"Offload: gateway → one `offload-worker-llm` process ({m['in_flight']} streams) → SSE",
+              "direct": f"asyncio client straight to the server, {m['in_flight']} requests in flight"}
+    rows = [[labels[k], _f(m["jobs_per_s"][k], 1), _f(m["tokens_per_s"][k]), _f(m["ttft_p50_ms"][k]),
+             _f(m["ttft_max_ms"][k])] for k in labels]
+    text = _table([f"{m['jobs']} jobs × {m['tokens']} tokens; server: {m['ttft_s'] * 1000:.0f} ms to first token, "
+                   f"{m['itl_s'] * 1000:.0f} ms/token", "jobs/s", "tokens/s", "TTFT p50 ms", "TTFT max ms"], rows)
+    r = m["ratio_jobs_per_s"]
+    rss = m["worker_rss_mib"]
+    text += (f"\n\nOffload / direct, jobs/s: {_x(r)} (target ≥ {TARGETS['llm_streams_vs_direct']}×: "
+             f"{_mark(r['median'] >= TARGETS['llm_streams_vs_direct'])}). The worker pod's RSS after the runs: "
+             f"{rss['total']:.0f} MiB ({rss['processes']} process). Most streams the server saw at once: "
+             f"{m['server_peak_in_flight']}. Offload's TTFT is an SSE client's, from its POST, on {m['followed']} "
+             "followed jobs per round; the direct client's is from its request.")
+    return text + _load(m)
+
+
 def footprint_table(f: dict[str, Any], llm: dict[str, Any] | None) -> str:
     rows = []
     for name, v in f.items():
@@ -163,6 +180,12 @@ def footprint_table(f: dict[str, Any], llm: dict[str, Any] | None) -> str:
         for name, v in llm["rss_mib"].items():
             rows.append([f"{name} (after the LLM runs, model loaded)", "—", f"{v['total']:.0f} ({v['processes']} proc.)"])
     text = _table(["process (tree)", "idle RSS MiB", "loaded RSS MiB"], rows)
+    per_job = f.get("_redis_per_finished_llm_job")
+    if per_job:
+        text += (f"\n\nRedis memory kept by a finished small LLM job (16 tokens, submitted with an Idempotency-Key; "
+                 f"{per_job['jobs']} jobs, after their event streams' grace): "
+                 f"**{per_job['bytes_per_job'] / 1024:.1f} KB** per job, {per_job['keys_per_job']:.1f} keys per job "
+                 f"(its record alone: {per_job['record_bytes']:,} bytes).")
     images = f.get("images", {})
     if images.get("mib"):
         text += "\n\n" + _table(["image", "size MiB"], [[k, f"{v:.0f}"] for k, v in images["mib"].items()])
@@ -240,6 +263,8 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
         out["ocr"] = ocr_table(s["ocr"])
     if "llm" in s:
         out["llm"] = llm_table(s["llm"])
+    if "llm_streams" in s:
+        out["llm_streams"] = llm_streams_table(s["llm_streams"])
     if "footprint" in s:
         out["footprint"] = footprint_table(s["footprint"], s.get("llm"))
     if "autoscale" in s:

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"queue"},
     {"jobs"},
     {"fleet"},
-    {"webhooks"},
+    {"webhooks", "pipelines"},
     {"maintenance"},
     {"worker"},
     {"web"},

@@ -16,6 +16,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from offload_core.queue.routing import ALL_QUEUES
+from offload_core.types import JobType
+
 from tests.dashboard.conftest import TRACE_TEMPLATE, Site
 from tests.support.browser import sign_in
 from tests.support.documents import pdf_document, png_document
@@ -66,7 +69,7 @@ def test_sign_in_shows_queues_and_jobs_and_keeps_the_key_out_of_urls(page: Page,
 
     # Kept for the tab's session only: a reload stays signed in, nothing else holds the key.
     page.reload()
-    expect(page.locator("#queues-table tbody tr")).to_have_count(9)  # three priorities of ocr, llm and probe
+    expect(page.locator("#queues-table tbody tr")).to_have_count(len(ALL_QUEUES))  # three priorities of each type
     key = platform.keys["alice"]
     assert page.evaluate("sessionStorage.getItem('offload.apiKey')") == key
     assert page.evaluate("localStorage.length") == 0 and page.evaluate("document.cookie") == ""
@@ -210,7 +213,7 @@ def shoot_and_check(page: Page, site: Site, tenant: str, tmp_path: Path) -> None
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
-    expect(page.locator("#queues-table tbody tr")).to_have_count(9)
+    expect(page.locator("#queues-table tbody tr")).to_have_count(len(ALL_QUEUES))
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing pushes the page sideways
     # The replicas column fits the phone's width without scrolling its table sideways (the
     # warning at the top may push it below the fold).
@@ -256,7 +259,7 @@ def test_throughput_chart_counts_finished_and_failed_jobs_per_type(page: Page, s
     expect(figure.locator(".summary")).to_contain_text(f"llm: {finished} finished, {llm['failed'] + llm['dead']} failed or dead")
     expect(figure.locator("svg rect.ok").first).to_be_visible()
     expect(figure.locator("svg rect.bad").first).to_be_visible()
-    expect(page.locator("figure.throughput")).to_have_count(3)  # ocr, llm, probe
+    expect(page.locator("figure.throughput")).to_have_count(len(JobType))  # one per job type
 
 
 def test_each_job_shows_its_input_and_run_time_and_can_be_found_by_id(page: Page, site: Site):

@@ -53,7 +53,7 @@ def _api_routes(app) -> list[tuple[str, str]]:
         if not path.startswith("/v1/"):
             continue
         for method in sorted(getattr(route, "methods", set()) - {"HEAD"}):
-            out.append((method, re.sub(r"{job_id}", sample, path)))
+            out.append((method, re.sub(r"{(job|pipeline)_id}", sample, path)))
     return out
 
 

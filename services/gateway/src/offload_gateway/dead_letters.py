@@ -18,18 +18,18 @@ from offload_core.types import JobType
 from offload_core.web.deps import AuthenticatedCaller, Caller
 from offload_core.web.problems import ProblemError
 
+from .routes import PROBLEM
 from .submission import drop_payload
 
 log = logging.getLogger("offload.gateway.dead_letters")
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 
 MAX_BATCH = 500
-_PROBLEM = {"content": {"application/problem+json": {}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    403: {"description": "Not an admin key", **_PROBLEM},
-    422: {"description": "Invalid request", **_PROBLEM},
-    503: {"description": "Job store unavailable (see Retry-After)", **_PROBLEM},
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    403: {"description": "Not an admin key", **PROBLEM},
+    422: {"description": "Invalid request", **PROBLEM},
+    503: {"description": "Job store unavailable (see Retry-After)", **PROBLEM},
 }
 
 

@@ -166,6 +166,11 @@ async def _submit(store: JobStore, new: NewJob) -> JSONResponse:
         raise ProblemError(429, "Rate limit exceeded",
                            f"more than {store.settings.rate_limit_per_minute} submissions this minute for your tenant",
                            headers={"Retry-After": str(outcome.retry_after)})
+    if outcome.status == "tokens_limited":
+        raise ProblemError(429, "Token limit exceeded",
+                           f"your tenant's LLM jobs this minute would ask for more than "
+                           f"{store.settings.llm_tokens_per_minute} tokens (max_tokens plus the prompt)",
+                           headers={"Retry-After": str(outcome.retry_after)})
     if outcome.status == "quota_exceeded":
         raise ProblemError(429, "Queued-job quota exceeded",
                            f"your tenant already has {store.settings.max_queued_per_tenant} unfinished jobs; "

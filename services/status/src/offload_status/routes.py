@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -21,12 +22,12 @@ from .sse import EVENT_ID, LiveEventResponse, job_event_stream, stream_deadline
 
 router = APIRouter(prefix="/v1", tags=["status"])
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
-_COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    404: {"description": "No such job for this tenant", **_PROBLEM},
-    422: {"description": "Invalid request", **_PROBLEM},
-    503: {"description": "Job store unavailable (see Retry-After)", **_PROBLEM},
+PROBLEM = {"content": {"application/problem+json": {}}}
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    404: {"description": "No such job for this tenant", **PROBLEM},
+    422: {"description": "Invalid request", **PROBLEM},
+    503: {"description": "Job store unavailable (see Retry-After)", **PROBLEM},
 }
 
 
@@ -37,13 +38,13 @@ async def _own_job(store, job_id: str, tenant: str) -> Job:
     return job
 
 
-@router.get("/jobs/{job_id}", responses=_COMMON, summary="A job's state, progress, error and trace id")
+@router.get("/jobs/{job_id}", responses=COMMON_RESPONSES, summary="A job's state, progress, error and trace id")
 async def get_job(job_id: str, caller: AuthenticatedCaller) -> dict[str, Any]:
     job = await _own_job(caller.store, job_id, caller.principal.tenant)
     return job.to_api(status_base_url=caller.settings.status_public_url.rstrip("/"))
 
 
-@router.get("/jobs/{job_id}/result", responses={**_COMMON, 409: {"description": "Not succeeded (yet)", **_PROBLEM}},
+@router.get("/jobs/{job_id}/result", responses={**COMMON_RESPONSES, 409: {"description": "Not succeeded (yet)", **PROBLEM}},
             summary="The result of a succeeded job")
 async def get_result(job_id: str, caller: AuthenticatedCaller) -> Response:
     store = caller.store
@@ -59,13 +60,16 @@ async def get_result(job_id: str, caller: AuthenticatedCaller) -> Response:
     return Response(raw, media_type="application/json")
 
 
-@router.get("/jobs/{job_id}/events", responses={
-    **_COMMON, 200: {"content": {"text/event-stream": {}}},
-    400: {"description": "Invalid Last-Event-ID", **_PROBLEM},
+EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES, 200: {"content": {"text/event-stream": {}}},
+    400: {"description": "Invalid Last-Event-ID", **PROBLEM},
     429: {"description": "Your tenant has its limit of live streams open on this server (see Retry-After)",
-          **_PROBLEM},
+          **PROBLEM},
     503: {"description": "Job store unavailable, or this server has its limit of live streams open "
-                         "(see Retry-After)", **_PROBLEM}},
+                         "(see Retry-After)", **PROBLEM}}
+
+
+@router.get("/jobs/{job_id}/events", responses=EVENTS_RESPONSES,
     summary="Live events (SSE): replays history, follows live, resumes from Last-Event-ID")
 async def job_events(
     job_id: str, request: Request, caller: AuthenticatedCaller,
@@ -83,7 +87,7 @@ async def job_events(
     return LiveEventResponse(job_event_stream(store, request.app.state.event_hub, job_id, after, deadline), slot)
 
 
-@router.get("/jobs", responses=_COMMON, summary="Your jobs, newest first, with cursor paging")
+@router.get("/jobs", responses=COMMON_RESPONSES, summary="Your jobs, newest first, with cursor paging")
 async def list_jobs(
     caller: AuthenticatedCaller,
     state: JobState | None = None,
@@ -107,8 +111,8 @@ def no_live_worker_warning(job_type: str, queued: int, consumers: str) -> str:
             "lists recently lost workers).")
 
 
-@router.get("/queues", responses=_COMMON, summary="Queue depth, oldest age, running and dead; wanted replicas; "
-                                                   "warnings when work waits with no live worker")
+@router.get("/queues", responses=COMMON_RESPONSES,
+            summary="Queue depth, oldest age, running and dead; wanted replicas; warnings when work waits with no live worker")
 async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any]:
     settings = caller.settings
     stats = await caller.store.queue_stats()
@@ -144,7 +148,7 @@ async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any
     return stats
 
 
-@router.get("/dead-letters", responses=_COMMON, summary="Dead jobs, newest first (all tenants for admin keys)")
+@router.get("/dead-letters", responses=COMMON_RESPONSES, summary="Dead jobs, newest first (all tenants for admin keys)")
 async def dead_letters(caller: AuthenticatedCaller,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     principal = caller.principal
@@ -154,7 +158,7 @@ async def dead_letters(caller: AuthenticatedCaller,
     return {"jobs": [job.to_api(status_base_url=base) for job in jobs], "all_tenants": principal.admin}
 
 
-@router.get("/workers", responses=_COMMON, summary="Worker processes: live ones, and recently lost ones")
+@router.get("/workers", responses=COMMON_RESPONSES, summary="Worker processes: live ones, and recently lost ones")
 async def workers(caller: AuthenticatedCaller) -> dict[str, Any]:
     """Every registered worker process, most recently seen first: `live` (a heartbeat within
     OFFLOAD_WORKER_LOST_AFTER_SECONDS) or `lost` (listed for OFFLOAD_WORKER_LOST_RETENTION_SECONDS
@@ -175,10 +179,52 @@ async def workers(caller: AuthenticatedCaller) -> dict[str, Any]:
             "lost_retention_seconds": settings.worker_lost_retention_seconds}
 
 
-@router.get("/throughput", responses=_COMMON, summary="Jobs finished per minute and type, by outcome (last hour)")
+@router.get("/throughput", responses=COMMON_RESPONSES, summary="Jobs finished per minute and type, by outcome (last hour)")
 async def throughput(caller: AuthenticatedCaller,
                      minutes: Annotated[int, Query(ge=1, le=job_throughput.MAX_MINUTES)] = 60) -> dict[str, Any]:
     """Platform-wide counts, from the per-minute snapshots the status service takes of the
     lifetime counters: a point is null where no snapshot was taken (no status service ran)."""
     async with unavailable_as_error():
         return await job_throughput.series(caller.store.redis, [t.value for t in JobType], minutes)
+
+
+USAGE_MAX_DAYS = 92
+
+
+def _day(text: str | None, default: dt.date, name: str) -> dt.date:
+    if text is None:
+        return default
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ProblemError(422, f"Invalid {name}", f"{name} must be a date, YYYY-MM-DD (UTC days)") from None
+
+
+@router.get("/usage", responses=COMMON_RESPONSES, summary="Your tenant's LLM token usage per model and day")
+async def usage(caller: AuthenticatedCaller,
+                from_: Annotated[str | None, Query(alias="from", max_length=10,
+                                                   description="First day, YYYY-MM-DD (UTC); default: 29 days before `to`")] = None,
+                to: Annotated[str | None, Query(max_length=10, description="Last day, YYYY-MM-DD (UTC); default: today")] = None,
+                ) -> dict[str, Any]:
+    """Prompt and completion tokens of your succeeded LLM jobs as their model's server reported
+    them, counted under the model name you asked for, by the UTC day each finished. Days are
+    kept OFFLOAD_LLM_USAGE_RETENTION_DAYS; one request covers at most 92 days."""
+    last = _day(to, dt.datetime.now(dt.timezone.utc).date(), "to")
+    first = _day(from_, last - dt.timedelta(days=29), "from")
+    if first > last:
+        raise ProblemError(422, "Invalid range", "from must not be after to")
+    span = (last - first).days + 1
+    if span > USAGE_MAX_DAYS:
+        raise ProblemError(422, "Range too long", f"ask for at most {USAGE_MAX_DAYS} days at a time (asked for {span})")
+    days = [(first + dt.timedelta(days=i)).strftime("%Y%m%d") for i in range(span)]
+    counted = await caller.store.token_usage(caller.principal.tenant, days)
+    totals: dict[str, dict[str, int]] = {}
+    rows = []
+    for day in days:
+        for model, counts in sorted(counted.get(day, {}).items()):
+            rows.append({"date": f"{day[:4]}-{day[4:6]}-{day[6:]}", "model": model, **counts})
+            total = totals.setdefault(model, dict.fromkeys(counts, 0))
+            for name, value in counts.items():
+                total[name] += value
+    return {"tenant": caller.principal.tenant, "from": first.isoformat(), "to": last.isoformat(),
+            "days": rows, "totals": totals}

@@ -1,9 +1,10 @@
 """Which service answers which request, so that a request sent to the other one is told where to go.
 
-The gateway takes writes (submit, cancel, requeue, bulk dead-letter work); the status service
-takes reads (jobs, results, events, queues, workers, the dashboard). A `GET /v1/jobs/{id}` sent
-to the gateway, or a submit sent to the status service, gets a problem naming the right URL
-(`web/problems.py`). tests/e2e/test_service_hints.py checks this table against both apps' routes.
+The gateway takes writes (submit, cancel, requeue, bulk dead-letter work, pipelines); the status
+service takes reads (jobs, pipelines, results, events, queues, workers, usage, the dashboard). A
+`GET /v1/jobs/{id}` sent to the gateway, or a submit sent to the status service, gets a problem
+naming the right URL (`web/problems.py`). tests/e2e/test_api_guidance.py checks this table
+against both apps' routes.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ ROUTES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         (GATEWAY, "DELETE", f"/v1/jobs/{_ID}"),
         (GATEWAY, "POST", f"/v1/jobs/{_ID}/retry"),
         (GATEWAY, "POST", r"/v1/dead-letters/(requeue|purge)"),
+        (GATEWAY, "POST", r"/v1/pipelines"),
+        (GATEWAY, "DELETE", f"/v1/pipelines/{_ID}"),
+        (GATEWAY, "POST", f"/v1/pipelines/{_ID}/retry"),
         (STATUS, "GET", f"/v1/jobs/{_ID}(/result|/events)?"),
-        (STATUS, "GET", r"/v1/jobs"),
-        (STATUS, "GET", r"/v1/(queues|dead-letters|workers|throughput)"),
+        (STATUS, "GET", f"/v1/pipelines/{_ID}(/events)?"),
+        (STATUS, "GET", r"/v1/(jobs|pipelines)"),
+        (STATUS, "GET", r"/v1/(queues|dead-letters|workers|throughput|usage)"),
     )
 )
 

@@ -73,11 +73,13 @@ class RunCounts:
 
 
 class Presence:
-    def __init__(self, settings: Settings, job_type: JobType, client: Any) -> None:
+    def __init__(self, settings: Settings, job_type: JobType, client: Any, *, pool: str, concurrency: int) -> None:
+        """`pool` and `concurrency`: what the worker runs with (its job type may choose other
+        than OFFLOAD_WORKER_POOL, as the LLM worker's HTTP backend does)."""
         self.settings = settings
         self.identity = WorkerIdentity(
             id=node_name(job_type), type=job_type.value, host=socket.gethostname(), pid=os.getpid(),
-            pool=settings.worker_pool, concurrency=settings.worker_concurrency, version=offload_version(),
+            pool=pool, concurrency=concurrency, version=offload_version(),
             started_at=time.time(), queues=tuple(consumed_by(job_type)))
         self.counts = RunCounts()
         self.writer = RegistryWriter(client, settings, self.identity)
@@ -87,7 +89,7 @@ class Presence:
         self._beat_failing = False
         # With the solo pool the loop runs the jobs themselves: a job may hold it up to its hard
         # time limit before the loop counts as stalled.
-        held = max(settings.time_limits(t)[1] for t in (job_type, JobType.PROBE)) if settings.worker_pool == "solo" else 0
+        held = max(settings.time_limits(t)[1] for t in (job_type, JobType.PROBE)) if pool == "solo" else 0
         self.liveness_window = settings.worker_liveness_seconds + held
 
     # -- from the consumer loop ------------------------------------------------------------
