@@ -266,7 +266,7 @@ class JobStore:
     async def token_usage(self, tenant: str, days: list[str]) -> dict[str, dict[str, dict[str, int]]]:
         """The tenant's LLM token counters of each day (YYYYMMDD) that has any:
         {day: {model: {"prompt_tokens", "completion_tokens", "jobs"}}}."""
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             for day in days:
                 pipe.hgetall(keys.tenant_tokens(tenant, day))
