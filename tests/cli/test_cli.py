@@ -88,16 +88,18 @@ def test_wait_timeout_then_cancel_then_cancelling_again_is_refused(offload: Cli)
 
 
 def test_a_failed_job_exits_1_with_its_error_and_retry_requeues_it(offload: Cli, platform: Platform):
-    run = offload("submit", "llm", "Hi", "--model", "no-such-model", "--wait")
+    # A prompt longer than the model's context (2048 tokens): the gateway takes it (it is under
+    # the character limit), the worker refuses it for good. (An unknown model is refused at submit.)
+    run = offload("submit", "llm", "lighthouse " * 3000, "--wait")
     assert run.returncode == 1
     [job_id] = submitted_ids(run.stderr)
-    assert "failed" in run.stderr and "no-such-model" in run.stderr and run.stdout == ""
+    assert "failed" in run.stderr and "context" in run.stderr and run.stdout == ""
 
     retried = offload("retry", job_id)
     assert retried.returncode == 0, retried.stderr
     assert f"{job_id}: requeued" in retried.stderr
     waited = offload("wait", job_id)
-    assert waited.returncode == 1 and "no-such-model" in waited.stderr
+    assert waited.returncode == 1 and "context" in waited.stderr
     states = [(data["state"], data.get("requeued", False)) for _, kind, data in platform.events(job_id)
               if kind == "state"]
     assert states == [("queued", False), ("running", False), ("failed", False),

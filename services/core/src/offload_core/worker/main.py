@@ -135,7 +135,7 @@ def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler]
         f"--hostname={presence.identity.id}",
         *celery_flags(settings),
     ]
-    log.info("starting %s worker %s on %s (%s pool, %d at once; remote control %s, task events %s)",
+    log.info("starting %s worker %s on %s (%s pool, %d at once), remote control %s, task events %s",
              job_type.value, presence.identity.id, ", ".join(consumed_by(job_type)), pool, concurrency,
              "on" if settings.celery_remote_control else "off", "on" if settings.celery_events else "off")
     app.worker_main(argv)
