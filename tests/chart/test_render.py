@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 import pytest
 
@@ -375,3 +376,18 @@ def test_the_status_service_is_told_the_scaling_keda_uses(renders: dict[str, Ren
                 "MIN_REPLICAS": spec["minReplicaCount"],
                 "MAX_REPLICAS": spec["maxReplicaCount"],
             }, f"{name}/{service}"
+
+
+@pytest.mark.parametrize(("values", "remote_control", "events"), [
+    ({}, True, False),  # the defaults: `celery inspect` answers, task events off
+    ({"config": {"celery": {"remoteControl": False, "events": True}}}, False, True),
+])
+def test_celery_remote_control_and_task_events_reach_every_service(helm: Helm, values: dict[str, Any],
+                                                                   remote_control: bool, events: bool) -> None:
+    from offload_core.settings import Settings
+
+    config = helm.template(values).get("ConfigMap", f"{RELEASE}-offload-config")["data"]
+    # As the services read them: the settings parse the strings the chart writes.
+    settings = Settings(env="dev", celery_remote_control=config["OFFLOAD_CELERY_REMOTE_CONTROL"],
+                        celery_events=config["OFFLOAD_CELERY_EVENTS"])
+    assert (settings.celery_remote_control, settings.celery_events) == (remote_control, events)
