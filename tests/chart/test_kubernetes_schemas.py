@@ -17,7 +17,8 @@ import yaml
 
 from tests.chart.chartkit import REPO, Helm, Rendered, shared_path
 
-OLDEST_KUBERNETES = "1.29.0"
+# The oldest release the chart declares (Chart.yaml kubeVersion ">=1.30.0-0").
+OLDEST_KUBERNETES = yaml.safe_load((REPO / "charts/offload/Chart.yaml").read_text())["kubeVersion"].strip(">=").split("-")[0]
 KEDA_KINDS = {"ScaledObject": "keda.sh_scaledobjects.yaml", "TriggerAuthentication": "keda.sh_triggerauthentications.yaml"}
 # Kinds from operators kubernetes-validate has no schema for; anything else must validate.
 CRD_KINDS = {*KEDA_KINDS, "ServiceMonitor"}
