@@ -17,10 +17,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from offload_core.errors import StoreUnavailable
+from offload_core.errors import StoreFull, StoreUnavailable
 from offload_core.jobs import keys, scripts
 from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.record import Job, as_text
@@ -65,6 +65,7 @@ class NewJob:
 def connect(settings: Settings, **kwargs: Any) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         settings.redis_url,
+        **settings.redis_tls_options(),
         socket_connect_timeout=2,
         # No socket timeout (redis-py 8 defaults to 5 s, so it must be said): redis-py would wrap
         # every send and read in its own asyncio.wait_for (~14 % of the gateway's CPU under load).
@@ -297,7 +298,8 @@ STORE_TIMEOUT_SECONDS = 5.0
 
 class _unavailable_as_error:
     """Turn Redis failures, and a Redis that does not answer within STORE_TIMEOUT_SECONDS,
-    into StoreUnavailable (-> 503 + Retry-After): one deadline for the whole store call.
+    into StoreUnavailable (-> 503 + Retry-After): one deadline for the whole store call. A Redis
+    at its maxmemory refuses writes (OOM): StoreFull, also a 503.
 
     `deadline=False` for a call that has one already (a ScriptBatch): a timer costs a submit
     ~2% of its CPU, for nothing when there are two."""
@@ -317,6 +319,8 @@ class _unavailable_as_error:
             raise StoreUnavailable(f"Redis did not answer within {STORE_TIMEOUT_SECONDS:g} s") from timeout
         if exc is not None and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
             raise StoreUnavailable(str(exc)) from exc
+        if isinstance(exc, OutOfMemoryError):
+            raise StoreFull(str(exc)) from exc
         return False
 
 

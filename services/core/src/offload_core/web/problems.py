@@ -14,12 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from offload_core.errors import StoreUnavailable
+from offload_core.errors import StoreFull, StoreUnavailable
 
 log = logging.getLogger("offload.http")
 
 PROBLEM_JSON = "application/problem+json"
 STORE_RETRY_AFTER_SECONDS = 5
+STORE_FULL_RETRY_AFTER_SECONDS = 30  # a full Redis empties as workers drain it: not in 5 s
 
 
 class ProblemError(Exception):
@@ -113,6 +114,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("job store unavailable: %s", exc)
+        if isinstance(exc, StoreFull):
+            detail = ("the job store is full (Redis reached its maxmemory) and refuses new data; nothing was "
+                      "changed: try again once workers have taken queued jobs (operators: raise the memory limit)")
+            return problem_response(503, "Service unavailable", detail, instance=request.url.path,
+                                    headers={"Retry-After": str(STORE_FULL_RETRY_AFTER_SECONDS)})
         return problem_response(503, "Service unavailable",
                                 "the job store cannot be reached right now; nothing was changed, try again shortly",
                                 instance=request.url.path,
