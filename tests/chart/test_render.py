@@ -381,7 +381,6 @@ def _settings_env_names() -> set[str]:
 # them read. When the code reads one, the test below fails until it is taken off this list.
 AHEAD_OF_THE_CODE = {
     "OFFLOAD_METRICS_PORT": "issue 18: the gateway and status serve /metrics on their own port",
-    "OFFLOAD_REDIS_CA_FILE": "issue 22: the services trust a private CA for Redis",
 }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.certs import Authority, Pair, service_account_keys
+from tests.support.certs import Authority, Pair, service_account_keys
 from tests.support.processes import free_port
 
 GO_TOOLS = Path(os.environ.get("OFFLOAD_GO_TOOLS", Path.home() / ".cache" / "offload" / "go-tools"))

@@ -1,6 +1,6 @@
-"""The certificates a control plane on loopback needs, made with the openssl CLI: one CA for
-everything that serves or authenticates by certificate, a front-proxy CA for the aggregation
-layer, and a service-account key pair."""
+"""Certificates made with the openssl CLI, for the servers tests start: a CA that issues
+certificates for serving (with DNS and IP names) and client authentication, and the
+service-account key pair a kube-apiserver signs tokens with."""
 
 from __future__ import annotations
 

@@ -8,10 +8,12 @@ process refuses to start without real API keys, or with a well-known default sec
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +48,8 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "production"] = "production"
     redis_url: str = "redis://localhost:6379/0"
+    # A private CA that signed Redis's certificate (rediss:// only); empty trusts the system CAs.
+    redis_ca_file: Path | None = None
 
     # Auth: `tenant:key` pairs, from the variable or a mounted file (Kubernetes Secret).
     api_keys: str = Field(default="", repr=False)
@@ -182,6 +186,16 @@ class Settings(BaseSettings):
         if JobType(job_type) is JobType.OCR:
             return self.ocr_soft_time_limit_seconds, self.ocr_hard_time_limit_seconds
         return self.llm_soft_time_limit_seconds, self.llm_hard_time_limit_seconds
+
+    def redis_tls_options(self) -> dict[str, Any]:
+        """TLS options every Redis client of ours adds (redis-py and kombu take the same names):
+        certificates verified, against redis_ca_file when one is given."""
+        if urlsplit(self.redis_url).scheme != "rediss":
+            return {}
+        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if self.redis_ca_file:
+            options["ssl_ca_certs"] = str(self.redis_ca_file)
+        return options
 
     def scaling(self, job_type: JobType | str) -> dict[str, int]:
         p = JobType(job_type).value
