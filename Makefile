@@ -6,9 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := python3 -m uv
 # The CA bundle uv should trust (the system one), and a portable llama.cpp build (no -march=native,
-# so a wheel built here runs on any x86-64 with AVX2).
+# so a wheel built here runs on any x86-64 with AVX2, or any arm64: the x86 flags only on x86).
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+LLAMA_CPU_FLAGS := $(if $(filter x86_64,$(shell uname -m)),-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF $(LLAMA_CPU_FLAGS) -DLLAVA_BUILD=OFF
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The Kubernetes and benchmark targets. Included here, before the rules below, because a rule's
