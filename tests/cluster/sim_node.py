@@ -114,15 +114,17 @@ class SimNode:
     def handle(self, pod: client.V1Pod) -> None:
         ns, name = pod.metadata.namespace, pod.metadata.name
         if pod.metadata.deletion_timestamp:
-            # The containers "stopped": the kubelet's last step is to delete the pod for good.
+            # The containers "stopped": the kubelet's last step is to delete the pod for good. The
+            # grace period goes in the body: a body's DeleteOptions replace the query's, and
+            # without one the pod's own grace period (a deletion already under way) stays.
             try:
-                self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0,
-                                                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(
-                                                    uid=pod.metadata.uid)))
+                self.core.delete_namespaced_pod(name, ns, body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod.metadata.uid)))
             except ApiException as exc:
                 if exc.status not in (404, 409):
                     raise
             self._pod_ips.pop(pod.metadata.uid, None)
+            log.info("pod %s/%s stopped and deleted", ns, name)
             return
         if pod.status.phase == "Running" and all(s.ready for s in pod.status.container_statuses or []):
             return

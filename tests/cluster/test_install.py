@@ -23,7 +23,11 @@ SMALL = {"components": {"gateway": {"replicas": 1}, "status": {"replicas": 1}}}
 
 
 def _all_running(api: client.ApiClient, namespace: str, release: str) -> list[client.V1Pod]:
-    pods = pods_of(api, namespace, RELEASE_SELECTOR.format(release=release))
+    selector = RELEASE_SELECTOR.format(release=release)
+    # Pods a rollout replaced are gone, not left terminating (the node finishes deletions).
+    wait_until("no pod left terminating", lambda: not any(p.metadata.deletion_timestamp
+                                                          for p in pods_of(api, namespace, selector)), timeout=30)
+    pods = pods_of(api, namespace, selector)
     for pod in pods:
         ready = {c.type: c.status for c in pod.status.conditions or []}.get("Ready")
         assert pod.status.phase == "Running" and ready == "True", f"{pod.metadata.name}: {pod.status.phase}, Ready={ready}"
