@@ -38,14 +38,20 @@ def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_three_pri
         so = rendered.get("ScaledObject", f"{RELEASE}-offload-{service}")
         spec = so["spec"]
         assert spec["scaleTargetRef"]["name"] == f"{RELEASE}-offload-{service}"
-        triggers = spec["triggers"]
+        triggers = [t for t in spec["triggers"] if t["type"] == "redis"]
         assert [t["metadata"]["listName"] for t in triggers] == [f"{job_type}.high", f"{job_type}.normal", f"{job_type}.low"]
-        assert all(t["type"] == "redis" for t in triggers)
-        names = [t["name"] for t in triggers]
+        names = [t["name"] for t in spec["triggers"]]
         formula = spec["advanced"]["scalingModifiers"]["formula"]
-        assert sorted(re.findall(r"[a-z_]+", formula)) == sorted(names), "the formula must add up every trigger"
-        assert "+" in formula and "*" not in formula
+        assert sorted(re.findall(r"[a-z_]+", formula)) == sorted(names), "the formula must use every trigger"
+        # Queued jobs, plus running ones with `concurrency` of them worth one replica (OCR 5/1, LLM 8/4).
+        weight = "5" if job_type == "ocr" else "2"
+        assert formula == f"{job_type}_high + {job_type}_normal + {job_type}_low + ({job_type}_running ?? 0) * {weight}"
         assert spec["advanced"]["scalingModifiers"]["target"] == ("5" if job_type == "ocr" else "8")
+        (running,) = [t for t in spec["triggers"] if t["type"] == "metrics-api"]
+        assert running["metadata"]["url"] == f"http://{RELEASE}-offload-status.{NAMESPACE}.svc:9090/scaling/{job_type}"
+        assert running["metadata"]["valueLocation"] == "running" and "authenticationRef" not in running
+        # Status unreachable: the running term turns nil, `?? 0` leaves the queues to decide.
+        assert spec["fallback"] == {"failureThreshold": 3, "replicas": 0, "behavior": "scalingModifiers"}
         # KEDA owns the replica count: the Deployment must not fight it on every upgrade.
         assert "replicas" not in rendered.deployment(service)["spec"]
         auth = triggers[0]["authenticationRef"]["name"]
@@ -69,7 +75,7 @@ def test_scale_to_zero_values_reach_the_scaledobject(renders: dict[str, Rendered
         assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (0, 3, 45)
         assert spec["advanced"]["scalingModifiers"]["target"] == "2"
         assert spec["advanced"]["scalingModifiers"]["activationTarget"] == "1"
-        assert {t["metadata"]["listLength"] for t in spec["triggers"]} == {"2"}
+        assert {t["metadata"]["listLength"] for t in spec["triggers"] if t["type"] == "redis"} == {"2"}
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
         assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
@@ -124,7 +130,7 @@ def test_external_redis_is_one_set_of_values_for_the_services_and_for_keda(rende
         assert volume["secret"]["items"] == [{"key": "ca.pem", "path": "ca.pem"}]
     for service in WORKERS:
         so = rendered.get("ScaledObject", f"{RELEASE}-offload-{service}")
-        for trigger in so["spec"]["triggers"]:
+        for trigger in [t for t in so["spec"]["triggers"] if t["type"] == "redis"]:
             meta = trigger["metadata"]
             assert (meta["address"], meta["enableTLS"], meta["databaseIndex"], meta["username"]) == (
                 "redis.example.internal:6380", "true", "2", "offload")
@@ -405,12 +411,17 @@ def test_the_status_service_is_told_the_scaling_keda_uses(renders: dict[str, Ren
             spec = rendered.get("ScaledObject", f"{RELEASE}-offload-{service}")["spec"]
             prefix = f"OFFLOAD_{job_type.upper()}_SCALE_"
             told = {k.removeprefix(prefix): int(v) for k, v in config.items() if k.startswith(prefix)}
+            weight = spec["advanced"]["scalingModifiers"]["formula"].rpartition("* ")[2]
             assert told == {
                 "LIST_LENGTH": int(spec["advanced"]["scalingModifiers"]["target"]),
                 "ACTIVATION_LIST_LENGTH": int(spec["advanced"]["scalingModifiers"]["activationTarget"]),
                 "MIN_REPLICAS": spec["minReplicaCount"],
                 "MAX_REPLICAS": spec["maxReplicaCount"],
+                "CONCURRENCY": rendered.env(service).get("OFFLOAD_WORKER_CONCURRENCY", {}).get("value") and int(
+                    rendered.env(service)["OFFLOAD_WORKER_CONCURRENCY"]["value"]),
             }, f"{name}/{service}"
+            # The status service's formula weighs running jobs as KEDA's does.
+            assert float(weight) == told["LIST_LENGTH"] / told["CONCURRENCY"], f"{name}/{service}"
 
 
 def test_two_renders_with_existing_secrets_are_identical(helm: Helm) -> None:
@@ -493,3 +504,21 @@ def test_keda_only_gets_polling_and_cooldown_where_it_scales_to_zero(renders: di
     assert spec["minReplicaCount"] == 1 and "pollingInterval" not in spec and "cooldownPeriod" not in spec
     spec = renders["keda"].get("ScaledObject", f"{RELEASE}-offload-worker-ocr")["spec"]
     assert (spec["minReplicaCount"], spec["pollingInterval"], spec["cooldownPeriod"]) == (0, 15, 300)
+
+
+def test_without_counting_running_jobs_keda_scales_on_the_queues_alone(helm: Helm) -> None:
+    for values in ({"keda": {"runningJobs": {"enabled": False}}}, {"components": {"status": {"enabled": False}},
+                                                                   "tests": {"enabled": False}}):
+        rendered = helm.template(values, api_versions=(KEDA_API,))
+        spec = rendered.get("ScaledObject", f"{RELEASE}-offload-worker-ocr")["spec"]
+        assert spec["advanced"]["scalingModifiers"]["formula"] == "ocr_high + ocr_normal + ocr_low"
+        assert "fallback" not in spec and {t["type"] for t in spec["triggers"]} == {"redis"}
+        config = rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]
+        assert config["OFFLOAD_OCR_SCALE_CONCURRENCY"] == "0", "the status view must not count them either"
+
+
+def test_keda_reads_the_status_service_where_it_is_told(helm: Helm) -> None:
+    rendered = helm.template({"keda": {"runningJobs": {"statusUrl": "http://10.9.8.7:19090"}}}, api_versions=(KEDA_API,))
+    spec = rendered.get("ScaledObject", f"{RELEASE}-offload-worker-llm")["spec"]
+    (running,) = [t for t in spec["triggers"] if t["type"] == "metrics-api"]
+    assert running["metadata"]["url"] == "http://10.9.8.7:19090/scaling/llm"

@@ -388,6 +388,20 @@ Every values check that a schema cannot express, gathered into one failure that 
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the ScaledObjects count running jobs: asked for, and a status service to ask. */}}
+{{- define "offload.countsRunningJobs" -}}
+{{- if and .Values.keda.runningJobs.enabled .Values.components.status.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where KEDA reads /scaling/<type>: the status Service's metrics port, unless told otherwise. */}}
+{{- define "offload.statusScalingUrl" -}}
+{{- with .Values.keda.runningJobs.statusUrl -}}
+{{- . -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc:%v" (include "offload.componentFullname" (dict "root" . "key" "status")) .Release.Namespace .Values.components.status.metricsPort -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "offload.kedaAuthName" -}}
 {{- printf "%s-redis-keda" (include "offload.fullname" .) -}}
 {{- end -}}

@@ -127,10 +127,13 @@ class Settings(BaseSettings):
     ocr_scale_activation_list_length: int = Field(default=0, ge=0)
     ocr_scale_min_replicas: int = Field(default=0, ge=0)
     ocr_scale_max_replicas: int = Field(default=10, ge=1)
+    # Jobs one worker pod runs, when KEDA counts running jobs too (0: it counts the queue only).
+    ocr_scale_concurrency: int = Field(default=0, ge=0)
     llm_scale_list_length: int = Field(default=5, ge=1)
     llm_scale_activation_list_length: int = Field(default=0, ge=0)
     llm_scale_min_replicas: int = Field(default=0, ge=0)
     llm_scale_max_replicas: int = Field(default=10, ge=1)
+    llm_scale_concurrency: int = Field(default=0, ge=0)
 
     # Worker process.
     worker_concurrency: int = Field(default=1, ge=1)
@@ -200,7 +203,7 @@ class Settings(BaseSettings):
     def scaling(self, job_type: JobType | str) -> dict[str, int]:
         p = JobType(job_type).value
         return {name: getattr(self, f"{p}_scale_{name}") for name in
-                ("list_length", "activation_list_length", "min_replicas", "max_replicas")}
+                ("list_length", "activation_list_length", "min_replicas", "max_replicas", "concurrency")}
 
     def max_attempts(self, job_type: JobType | str) -> int:
         return self.ocr_max_attempts if JobType(job_type) is JobType.OCR else self.llm_max_attempts

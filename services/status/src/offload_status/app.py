@@ -14,6 +14,7 @@ from offload_core.web.routers import add_routes
 from .cluster_view import cluster_view_for
 from .dashboard import mount_dashboard
 from .routes import router as status_router
+from .scaling import router as scaling_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_observability(app, settings, queue_metrics_from_store=True)
     add_routes(app, health_router, status_router)
+    add_routes(app, scaling_router)  # KEDA's; to move to the metrics port once there is one
     app.state.cluster_view = cluster_view_for(settings)  # GET /v1/queues shows it as `cluster`
     mount_dashboard(app, settings)
     return app

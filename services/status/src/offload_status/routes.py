@@ -96,11 +96,12 @@ async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any
     workers = {}
     for jt in JobType:
         backlog = sum(q["depth"] for name, q in stats["queues"].items() if name.startswith(f"{jt.value}."))
+        running = stats["running_by_type"][jt.value]
         scaling = settings.scaling(jt)
         workers[jt.value] = {
             "backlog": backlog,
-            "running": stats["running_by_type"][jt.value],
-            "desired_replicas": desired_replicas(backlog, **scaling),
+            "running": running,
+            "desired_replicas": desired_replicas(backlog, running, **scaling),
             "scaling": scaling,
         }
     stats["workers"] = workers

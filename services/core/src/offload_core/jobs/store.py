@@ -27,7 +27,7 @@ from offload_core.jobs.record import Job, as_text
 from offload_core.jobs.script_batch import ScriptBatch
 from offload_core.observability.tracing import current_trace_id, publish_span
 from offload_core.queue.messages import build_task_message
-from offload_core.queue.routing import ALL_QUEUES, TASK_NAMES, queue_name
+from offload_core.queue.routing import ALL_QUEUES, TASK_NAMES, queue_name, queues_for
 from offload_core.settings import Settings
 from offload_core.types import JobState, JobType, Priority
 
@@ -280,6 +280,23 @@ class JobStore:
             "dead": int(replies[2 * len(ALL_QUEUES) + 1]),
             "totals": counters,
         }
+
+    async def work(self, job_type: JobType) -> dict[str, int]:
+        """Queued and running jobs of one type: what KEDA scales its worker on (GET
+        /scaling/{type}). Three LLENs, then one read of the type per running job: the cost
+        follows the running jobs (at most the workers' slots), not the number of jobs stored."""
+        async with _unavailable_as_error():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in queues_for(job_type):
+                pipe.llen(q)
+            pipe.zrange(keys.RUNNING, 0, -1)
+            *depths, running_ids = await pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            for jid in running_ids:
+                pipe.hget(keys.job(as_text(jid)), "type")
+            types = await pipe.execute() if running_ids else []
+        running = sum(1 for t in types if t is not None and as_text(t) == job_type.value)
+        return {"queued": sum(int(d) for d in depths), "running": running}
 
     async def dead_jobs(self, limit: int = 100) -> list[str]:
         async with _unavailable_as_error():
