@@ -35,6 +35,7 @@ controlplane-tools:
 	  --tool k8s.io/kubernetes/cmd/kube-scheduler=kube-scheduler \
 	  --x 'k8s.io/component-base/version.gitVersion={version}' \
 	  --x 'k8s.io/component-base/version.gitTreeState=clean' \
+	  --x 'k8s.io/component-base/version.gitCommit={commit}' \
 	  --x 'k8s.io/component-base/version.gitMajor=1' \
 	  --x 'k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION)))'
 
@@ -44,12 +45,14 @@ keda-tools:
 	  --tool github.com/kedacore/keda/v2/cmd/adapter=keda-adapter \
 	  --tool github.com/kedacore/keda/v2/cmd/webhooks=keda-webhooks \
 	  --x 'github.com/kedacore/keda/v2/version.Version={bare}' \
+	  --x 'github.com/kedacore/keda/v2/version.GitCommit={commit}' \
 	  --copy config/crd/bases,config/webhooks,config/metrics-server=keda-config
 
 skaffold-tool:
 	$(GOBUILD) --module $(CLUSTER_MODS)/skaffold --require github.com/GoogleContainerTools/skaffold/v2 \
 	  --tool github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold=skaffold \
-	  --x 'github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version={version}'
+	  --x 'github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version={version}' \
+	  --x 'github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.gitCommit={commit}'
 
 # CI starts the Go builds first, so that they overlap the venv and the other suites (they run
 # niced); `make test-cluster` later waits for whatever is still building, through the build lock.
@@ -64,7 +67,7 @@ cluster-apt:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
-test-cluster: sync chart-tools cluster-apt cluster-tools ## the chart on a real API server with KEDA, and skaffold (needs Go)
+test-cluster: sync chart-tools image-base cluster-apt cluster-tools ## the chart on a real API server with KEDA, and skaffold (needs Go)
 	$(VENV)/bin/pytest tests/cluster -m cluster
 
 # `make test` runs the cluster suite last, and only where Go can build it.

@@ -109,12 +109,15 @@ podman-tools: ## podman, buildah, runc and debootstrap from Debian
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc debootstrap >/dev/null; }
 
 # No registry is reachable here, so the base is made from Debian packages: bookworm's Python 3.11
-# (at /usr/bin, where the slim images have /usr/local/bin; both stages use the same base).
+# (at /usr/bin, where the slim images have /usr/local/bin; both stages use the same base). It
+# trusts this machine's CA bundle, so builds through a Docker API (skaffold), which cannot mount
+# it, reach PyPI behind a TLS-inspecting proxy too.
 image-base: podman-tools ## a local Python base image for podman builds without a registry
 	@if podman image exists $(LOCAL_PYTHON_BASE); then echo "$(LOCAL_PYTHON_BASE) exists"; else \
 	  rootfs=$$(mktemp -d) && \
 	  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
 	    bookworm $$rootfs $$(k8s/podman/debian-mirror.sh) >/dev/null && \
+	  { [ ! -f $(CA_BUNDLE) ] || cp $(CA_BUNDLE) $$rootfs/etc/ssl/certs/ca-certificates.crt; } && \
 	  tar -C $$rootfs -c . | podman import - $(LOCAL_PYTHON_BASE) && rm -rf $$rootfs; fi
 
 image-test: chart-tools image-base ## build the images with podman and run an OCR and an LLM job through them (slow)

@@ -52,6 +52,13 @@ def find_go() -> str:
     sys.exit("no Go toolchain: install Go 1.25+ (https://go.dev/dl) or set GO=/path/to/go")
 
 
+def upstream_commit(go: str, module: Path, required: str, version: str) -> str:
+    """The upstream commit of a release, as the module proxy records it (for version stamps)."""
+    info = subprocess.run([go, "mod", "download", "-json", f"{required}@{version}"], cwd=module,
+                          capture_output=True, text=True)
+    return json.loads(info.stdout).get("Origin", {}).get("Hash", "") if info.returncode == 0 else ""
+
+
 def link(out: Path, name: str, binary: Path) -> None:
     (out / "bin").mkdir(parents=True, exist_ok=True)
     symlink = out / "bin" / name
@@ -133,7 +140,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the Go tools cache (GO_TOOLS)")
     parser.add_argument("--require", required=True, help="the upstream module whose version names the build")
     parser.add_argument("--tool", action="append", required=True, help="PACKAGE=NAME, once per binary")
-    parser.add_argument("--x", action="append", default=[], help="-X var=value for the linker; {version} expands")
+    parser.add_argument("--x", action="append", default=[],
+                        help="-X var=value for the linker; {version}, {bare} (no v) and {commit} expand")
     parser.add_argument("--copy", action="append", default=[],
                         help="PATH=NAME: copy PATH of the required module's source to <out>/NAME-<version>")
     parser.add_argument("--nice", type=int, default=int(os.environ.get("OFFLOAD_GO_NICE", "10")))
@@ -144,7 +152,9 @@ def main() -> None:
     version = required_version(module / "go.mod", args.require)
     out = args.out.expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    ldflags = " ".join(["-s", "-w", *(f"-X {x.format(version=version, bare=version.lstrip('v'))}" for x in args.x)])
+    commit = upstream_commit(go, module, args.require, version) if any("{commit}" in x for x in args.x) else ""
+    ldflags = " ".join(["-s", "-w", *(f"-X {x.format(version=version, bare=version.lstrip('v'), commit=commit)}"
+                                      for x in args.x)])
     os.nice(args.nice)
 
     for spec in args.tool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.chartkit import CHART, EXAMPLE_VALUES, KEDA_API, NAMESPACE, RELEASE, SERVICE_MONITOR_API, VALUE_SETS
+from tests.chart.chartkit import CHART, EXAMPLE_VALUES, KEDA_API, RELEASE, SERVICE_MONITOR_API, VALUE_SETS
 from tests.cluster.clusterkit import ClusterHelm
 
 pytestmark = pytest.mark.timeout(300)
@@ -19,7 +19,7 @@ CASES.update({f"example:{p.name}": ({}, p) for p in EXAMPLE_VALUES})
 
 @pytest.fixture(scope="module")
 def validation_namespace(keda, restricted_namespace) -> str:
-    return restricted_namespace(NAMESPACE)
+    return restricted_namespace("validated")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
