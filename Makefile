@@ -13,8 +13,9 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF $(LLAMA_CPU_FLAGS) -DLLAVA_BUILD=OFF
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The Kubernetes and benchmark targets. Included here, before the rules below, because a rule's
-# prerequisites are expanded when make reads it: `test` needs K8S_TEST_PREREQS already defined.
-include mk/kubernetes.mk mk/bench.mk mk/cluster.mk
+# prerequisites are expanded when make reads it: `test` needs K8S_TEST_PREREQS (and
+# OBS_TEST_PREREQS: Prometheus, the Collector, Jaeger; S3_TEST_PREREQS) already defined.
+include mk/kubernetes.mk mk/bench.mk mk/observability.mk mk/s3.mk mk/cluster.mk
 
 .PHONY: help run test test-fast sync uv test-deps clean
 
@@ -46,12 +47,12 @@ test-deps:
 
 # The cluster suite runs last: on a fresh machine its Go builds get the longest head start
 # (.ci/run starts them in the background), and it says plainly why when it cannot run.
-test: sync test-deps $(K8S_TEST_PREREQS)
+test: sync test-deps $(K8S_TEST_PREREQS) $(OBS_TEST_PREREQS)
 	$(VENV)/bin/pytest -m "not cluster"
 	@$(MAKE) --no-print-directory test-cluster-if-go
 
 # Everything but the suites marked slow or cluster (a quicker loop while developing).
-test-fast: sync test-deps chart-tools
+test-fast: sync test-deps chart-tools $(OBS_TEST_PREREQS)
 	$(VENV)/bin/pytest -m "not slow and not cluster"
 
 clean:

@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import autoscale, ceiling, footprint, latency, llm, ocr, report, submit, worker_path
+from . import autoscale, ceiling, footprint, latency, llm, ocr, recovery, report, submit, worker_path
 from .machine import LoadSampler, describe
 from .procs import REPO, RedisServer
 
-SECTIONS = ("ceiling", "submit", "worker", "latency", "ocr", "llm", "footprint", "autoscale")
+SECTIONS = ("ceiling", "submit", "worker", "latency", "ocr", "llm", "footprint", "autoscale", "recovery")
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Profile:
     llm_threads: int
     footprint_seconds: float
     autoscale_burst: int
+    recovery_kills: int = 10
+    scheduled_jobs: int = 100
     pod_start_s: float = 10.0
     # LLM rounds are seconds each and the most sensitive to a busy neighbour: more of them.
     llm_rounds_factor: int = 1
@@ -59,7 +61,7 @@ PROFILES = {
     "quick": Profile(rounds=1, redis_requests=5_000, monitor_jobs=10, submit_seconds=1, submit_fractions=[0.5],
                      worker_window=1, worker_n_cap=300, latency_per_round=8, priority_backlog=100, priority_probes=2,
                      ocr_png_pages=1, ocr_pdf_pages=0, llm_max_tokens=8, llm_threads=1, footprint_seconds=1,
-                     autoscale_burst=200),
+                     autoscale_burst=200, recovery_kills=1, scheduled_jobs=10),
 }
 
 DEFAULT_PEERS_BIN = Path.home() / ".cache" / "offload" / "bench" / "peers" / "bin"
@@ -178,6 +180,8 @@ def _run_section(name: str, p: Profile, server: RedisServer, log_dir: Path, args
     if name == "llm":
         return llm.run(server, log_dir, rounds=p.rounds * p.llm_rounds_factor, threads=p.llm_threads,
                        max_tokens=p.llm_max_tokens)
+    if name == "recovery":
+        return recovery.run(server, log_dir, kills=p.recovery_kills, scheduled=p.scheduled_jobs, spread_s=10.0)
     if name == "footprint":
         pages = ocr.make_documents(log_dir / "footprint-pages", 1, 0)[0]
         return footprint.run(server, log_dir, load_seconds=p.footprint_seconds, jobs=200, ocr_pages=pages)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import redis
 
-from .offload import LLM_PAYLOAD, OffloadEnv
+from .offload import PROBE_PAYLOAD, OffloadEnv, succeeded
 from .procs import RedisServer, wait_for
 from .stats import summary
 
@@ -122,32 +122,32 @@ def _per_job_net_of_idle(mon: "Monitor", jobs: int, idle_rate: tuple[float, floa
 
 
 def offload_per_job(server: RedisServer, log_dir: Path, jobs: int) -> dict[str, Any]:
-    """MONITOR over `jobs` submitted through the gateway, then run by the no-op worker."""
+    """MONITOR over `jobs` (probes of no duration) submitted through the gateway, then run by a worker."""
     env = OffloadEnv(server.url, log_dir)
     r = server.client()
     r.flushall()
     gateway = env.gateway(name="offload-gateway-monitor").start()
-    worker = env.noop_worker(concurrency=2, name="offload-noop-worker-monitor").start()
+    worker = env.probe_worker(concurrency=2, name="offload-probe-worker-monitor").start()
     try:
         headers = {"Authorization": f"Bearer {env.api_key}", "Content-Type": "application/json"}
         with httpx.Client(timeout=10) as http:
-            http.post(f"{gateway.url}/v1/jobs/llm", content=LLM_PAYLOAD, headers=headers).raise_for_status()
-            wait_for(lambda: int(r.hget("offload:counters", "succeeded") or 0) == 1, 30, "warm-up job")
+            http.post(f"{gateway.url}/v1/jobs/probe", content=PROBE_PAYLOAD, headers=headers).raise_for_status()
+            wait_for(lambda: succeeded(r) == 1, 30, "warm-up job")
             time.sleep(1.5)  # idle traffic settles (health checks, first heartbeats)
             ignore = {_own_addr(r)}
             idle_rate = _idle_rate(server, ignore)
             with Monitor(server, ignore) as sub:
                 started = time.monotonic()
                 for _ in range(jobs):
-                    http.post(f"{gateway.url}/v1/jobs/llm", content=LLM_PAYLOAD, headers=headers).raise_for_status()
-                wait_for(lambda: int(r.hget("offload:counters", "succeeded") or 0) == jobs + 1, 120, "jobs to finish")
+                    http.post(f"{gateway.url}/v1/jobs/probe", content=PROBE_PAYLOAD, headers=headers).raise_for_status()
+                wait_for(lambda: succeeded(r) == jobs + 1, 120, "jobs to finish")
                 span = time.monotonic() - started
             # Redis CPU on a second batch, without MONITOR (which costs Redis CPU itself).
             time.sleep(0.5)
             cpu0 = _cpu(r)
             for _ in range(jobs):
-                http.post(f"{gateway.url}/v1/jobs/llm", content=LLM_PAYLOAD, headers=headers).raise_for_status()
-            wait_for(lambda: int(r.hget("offload:counters", "succeeded") or 0) == 2 * jobs + 1, 120, "jobs to finish")
+                http.post(f"{gateway.url}/v1/jobs/probe", content=PROBE_PAYLOAD, headers=headers).raise_for_status()
+            wait_for(lambda: succeeded(r) == 2 * jobs + 1, 120, "jobs to finish")
             cpu1 = _cpu(r)
     finally:
         worker.kill()

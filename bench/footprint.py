@@ -17,7 +17,9 @@ from typing import Any
 
 import httpx
 
-from .offload import LLM_PAYLOAD, OffloadEnv, llm_job
+from offload_core.types import JobType
+
+from .offload import LLM_PAYLOAD, OffloadEnv, probe_job, succeeded
 from .procs import Proc, RedisServer, tree_rss_mib, wait_for
 from .submit import wrk
 
@@ -89,17 +91,17 @@ def run(server: RedisServer, log_dir: Path, *, load_seconds: float, jobs: int, o
         status.stop()
     r.flushall()
     # Workers at the chart's default concurrency for the CPU-bound OCR worker (1 process), and 2.
-    noop = env.noop_worker(concurrency=2, name="offload-noop-worker-footprint").start()
+    probe = env.probe_worker(concurrency=2, name="offload-probe-worker-footprint").start()
     try:
-        env.submit([llm_job()])
+        env.submit([probe_job()])
         time.sleep(1)
-        out["offload-worker (no-op handler, 2 job processes)"] = {"idle": noop.rss_mib()}
-        with PeakRss(noop) as n:
-            env.submit([llm_job() for _ in range(jobs)])
-            wait_for(lambda: int(r.hget("offload:counters", "succeeded") or 0) >= jobs + 1, 120, "jobs")
-        out["offload-worker (no-op handler, 2 job processes)"]["loaded"] = n.peak
+        out["offload-worker (probe jobs, 2 job processes)"] = {"idle": probe.rss_mib()}
+        with PeakRss(probe) as n:
+            env.submit([probe_job() for _ in range(jobs)])
+            wait_for(lambda: succeeded(r) >= jobs + 1, 120, "jobs")
+        out["offload-worker (probe jobs, 2 job processes)"]["loaded"] = n.peak
     finally:
-        noop.kill()
+        probe.kill()
     r.flushall()
     from .ocr import _ocr_job
 
@@ -108,7 +110,7 @@ def run(server: RedisServer, log_dir: Path, *, load_seconds: float, jobs: int, o
         out["offload-worker-ocr (1 job process)"] = {"idle": ocr.rss_mib()}
         with PeakRss(ocr) as o:
             env.submit([_ocr_job(ocr_pages, env.settings())])
-            wait_for(lambda: int(r.hget("offload:counters", "succeeded") or 0) >= 1, 300, "OCR job")
+            wait_for(lambda: succeeded(r, JobType.OCR) >= 1, 300, "OCR job")
         out["offload-worker-ocr (1 job process)"]["loaded"] = o.peak
     finally:
         ocr.kill()

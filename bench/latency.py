@@ -19,7 +19,7 @@ from offload_core.jobs import keys
 from offload_core.jobs.store import JobStore, connect
 from offload_core.types import Priority
 
-from .offload import OffloadEnv, llm_job
+from .offload import OffloadEnv, probe_job
 from .procs import VENV_BIN, Proc, RedisServer
 from .stats import percentile, summary
 
@@ -40,7 +40,7 @@ async def _offload_samples(env: OffloadEnv, count: int) -> list[float]:
     out: list[float] = []
     try:
         for _ in range(count):
-            outcome = await store.submit(llm_job())
+            outcome = await store.submit(probe_job())
             out.append(await _start_latency(redis, outcome.job_id))
             await asyncio.sleep(random.uniform(0.01, 0.03))  # the workers are idle again
     finally:
@@ -75,7 +75,7 @@ def queue_latency(server: RedisServer, log_dir: Path, *, rounds: int, per_round:
     from .systems import celery_app
 
     importlib.reload(celery_app)
-    worker = env.noop_worker(concurrency=2, name="offload-noop-worker-latency").start()
+    worker = env.probe_worker(concurrency=2, name="offload-probe-worker-latency").start()
     celery = Proc("celery-latency", [str(VENV_BIN / "celery"), "-A", "bench.systems.celery_app", "worker",
                                      "--concurrency=2", "--pool=prefork", "-Q", "bench", "--loglevel=INFO",
                                      "--without-gossip", "--without-mingle", "--without-heartbeat"],
@@ -110,15 +110,15 @@ async def _priority(env: OffloadEnv, backlog: int, job_seconds: float, probes: i
     try:
         lows: list[str] = []
         for start in range(0, backlog, 64):
-            outs = await asyncio.gather(*(store.submit(llm_job(Priority.LOW, {"bench_sleep": job_seconds}))
+            outs = await asyncio.gather(*(store.submit(probe_job(Priority.LOW, job_seconds))
                                           for _ in range(min(64, backlog - start))))
             lows.extend(o.job_id for o in outs)
         latencies: list[float] = []
         depths: list[int] = []
         for _ in range(probes):
             await asyncio.sleep(0.3)
-            depths.append(int(await redis.llen("llm.low")))
-            outcome = await store.submit(llm_job(Priority.HIGH))
+            depths.append(int(await redis.llen("probe.low")))
+            outcome = await store.submit(probe_job(Priority.HIGH))
             latencies.append(await _start_latency(redis, outcome.job_id))
         durations = []
         for jid in lows[:400]:
@@ -134,7 +134,7 @@ def priority(server: RedisServer, log_dir: Path, *, backlog: int, job_seconds: f
     env = OffloadEnv(server.url, log_dir)
     r = server.client()
     r.flushall()
-    worker = env.noop_worker(concurrency=2, name="offload-noop-worker-priority").start()
+    worker = env.probe_worker(concurrency=2, name="offload-probe-worker-priority").start()
     try:
         asyncio.run(_offload_samples(env, 3))
         raw = asyncio.run(_priority(env, backlog, job_seconds, probes))

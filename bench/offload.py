@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import sys
 from pathlib import Path
-from typing import Any
 
 from offload_core.jobs.store import JobStore, NewJob, connect
 from offload_core.settings import Settings
@@ -21,6 +19,8 @@ TENANT = "bench"
 # What an LLM job's stored request looks like (the gateway stores the validated request JSON).
 LLM_PAYLOAD = json.dumps({"messages": [{"role": "user", "content": "Say hello in five words."}],
                           "max_tokens": 16, "temperature": 0.0}, separators=(",", ":")).encode()
+# A probe job that does no work: every cost of the platform, none of the compute.
+PROBE_PAYLOAD = json.dumps({"sleep_seconds": 0}, separators=(",", ":")).encode()
 
 
 class OffloadEnv:
@@ -36,6 +36,7 @@ class OffloadEnv:
             "OFFLOAD_ENV": "production",
             "OFFLOAD_REDIS_URL": self.redis_url,
             "OFFLOAD_API_KEYS": f"{TENANT}:{self.api_key}",
+            "OFFLOAD_ADMIN_TENANTS": TENANT,  # probe jobs are for admin tenants
             "OFFLOAD_STATUS_PUBLIC_URL": f"http://127.0.0.1:{self.status_port}",
             # A load test is one tenant sending far more than the default per-tenant limits allow.
             "OFFLOAD_RATE_LIMIT_PER_MINUTE": "1000000000",
@@ -61,8 +62,10 @@ class OffloadEnv:
         return Proc("offload-status", [str(VENV_BIN / "offload-status")],
                     self.env(OFFLOAD_PORT=str(self.status_port), **extra), self.log_dir, port=self.status_port)
 
-    def noop_worker(self, concurrency: int = 2, name: str = "offload-noop-worker") -> Proc:
-        return Proc(name, [sys.executable, "-m", "bench.offload_noop"],
+    def probe_worker(self, concurrency: int = 2, name: str = "offload-probe-worker") -> Proc:
+        """The product's own OCR worker, running probe jobs (every worker runs them): claim, lease,
+        events, result record, metrics, tracing hooks, JSON logs; no OCR is ever loaded."""
+        return Proc(name, [str(VENV_BIN / "offload-worker-ocr")],
                     self.env(OFFLOAD_WORKER_CONCURRENCY=str(concurrency)), self.log_dir, ready_log=" ready.")
 
     def worker(self, kind: str, concurrency: int = 1, **extra: str) -> Proc:
@@ -77,9 +80,16 @@ class OffloadEnv:
         return asyncio.run(_submit_all(self.settings(), jobs, parallel))
 
 
-def llm_job(priority: Priority = Priority.NORMAL, params: dict[str, Any] | None = None) -> NewJob:
-    return NewJob(type=JobType.LLM, tenant=TENANT, priority=priority, payload=LLM_PAYLOAD,
-                  params={"model": "bench", "max_tokens": 16, "temperature": 0.0, **(params or {})})
+def probe_job(priority: Priority = Priority.NORMAL, sleep_seconds: float = 0.0) -> NewJob:
+    """The product's diagnostic job: it sleeps `sleep_seconds` (0: returns at once)."""
+    payload = json.dumps({"sleep_seconds": sleep_seconds}, separators=(",", ":")).encode()
+    return NewJob(type=JobType.PROBE, tenant=TENANT, priority=priority, payload=payload,
+                  params={"sleep_seconds": sleep_seconds, "steps": 1, "fail": "none", "fail_attempts": 0})
+
+
+def succeeded(r, job_type: JobType = JobType.PROBE) -> int:
+    """Jobs of a type that succeeded so far (the store's lifetime counters)."""
+    return int(r.hget("offload:counters", f"{job_type.value}:succeeded") or 0)
 
 
 async def _submit_all(settings: Settings, jobs: list[NewJob], parallel: int) -> list[str]:

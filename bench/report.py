@@ -188,6 +188,19 @@ def autoscale_table(a: dict[str, Any]) -> str:
     return head + _table(["scenario", "first job starts", "backlog drained", "peak replicas", "back at minimum", "replica-minutes"], rows)
 
 
+def recovery_table(r: dict[str, Any]) -> str:
+    st, sc = r["settings"], r["scheduled"]
+    rec = r["running_again_after_kill_s"]
+    return _table(["measured at the shipped settings", "figure"], [
+        [f"whole worker killed mid-job ({r['kills']} kills; a replacement started at once): kill → `running` again",
+         f"median {rec['median']:.1f} s, min {rec['min']:.1f} s, max {rec['max']:.1f} s"],
+        [f"{sc['jobs']} jobs scheduled over {sc['spread_s']:.0f} s: start − `run_at`",
+         f"median {sc['start_error_s']['median']:.3f} s, max {sc['max_s']:.3f} s; in order: "
+         f"{'yes' if sc['in_order'] else '**no**'}"],
+    ]) + (f"\n\nSettings: visibility timeout {st['visibility_timeout_s']} s, lease {st['lease_s']} s, lease reaper every "
+          f"{st['lease_reaper_s']} s, delayed-set poll {st['delayed_poll_s']} s." + _load(r))
+
+
 def tables(results: dict[str, Any]) -> dict[str, str]:
     s = results["sections"]
     out: dict[str, str] = {}
@@ -207,6 +220,8 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
         out["footprint"] = footprint_table(s["footprint"], s.get("llm"))
     if "autoscale" in s:
         out["autoscale"] = autoscale_table(s["autoscale"])
+    if "recovery" in s:
+        out["recovery"] = recovery_table(s["recovery"])
     m = results["machine"]
     pk = ", ".join(f"{k} {v}" for k, v in {**m["packages"], **m.get("peers", {})}.items())
     out["machine"] = (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "

@@ -19,9 +19,7 @@ from typing import Any
 
 import redis
 
-from offload_core.jobs import keys
-
-from .offload import OffloadEnv, llm_job
+from .offload import OffloadEnv, probe_job, succeeded
 from .procs import VENV_BIN, Proc, RedisServer
 from .stats import summary
 
@@ -62,16 +60,13 @@ def offload_system(log_dir: Path, redis_url: str) -> System:
     env = OffloadEnv(redis_url, log_dir)
 
     def prefill(url: str, n: int) -> None:
-        env.submit([llm_job() for _ in range(n)])
-
-    def remaining(r: redis.Redis, n: int) -> int:
-        return n - int(r.hget(keys.COUNTERS, "succeeded") or 0)
+        env.submit([probe_job() for _ in range(n)])
 
     return System(
         "offload", "Offload (2 job processes)", sys.executable,
-        workers=lambda url, d: [env.noop_worker(concurrency=2)],
-        remaining=remaining, recorded=lambda r: _count(r, "offload:job:*:result"), prefill=prefill,
-        notes="real worker (offload_core.worker.main) with a no-op handler; claim, lease, events, "
+        workers=lambda url, d: [env.probe_worker(concurrency=2)],
+        remaining=lambda r, n: n - succeeded(r), recorded=succeeded, prefill=prefill,
+        notes="the product's OCR worker running probe jobs of no duration; claim, lease, events, "
               "result record, metrics, tracing hooks, JSON logs")
 
 

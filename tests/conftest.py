@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ from offload_worker_llm.backends.llamacpp import bundled_model_path
 from tests.support.browser import browser, page  # noqa: F401 - one browser per session, for every suite
 from tests.support.platform import PlatformFactory
 from tests.support.processes import API_ONLY_DB, SHARED_PLATFORM_DB, TEST_DB, RedisServer, free_port
+from tests.support.s3server import S3Server
+from tests.support.s3server import unavailable_reason as s3_unavailable_reason
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 
@@ -26,6 +29,22 @@ def redis_server() -> Iterator[RedisServer]:
     yield server
     server.cleanup()
 
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (s3proxy) on a free port; skips, saying why, where it cannot run."""
+    reason = s3_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    server = S3Server().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on the session's S3 server."""
+    return s3_server.create_bucket("offload-" + secrets.token_hex(4))
 
 
 @pytest.fixture
@@ -89,7 +108,10 @@ def llama_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf),
              "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-             "--n_threads", "2", "--n_ctx", "2048"],
+             "--n_threads", "2", "--n_ctx", "2048",
+             # By default a new request cuts off the stream in progress; a server in front of
+             # several worker processes must queue them instead.
+             "--interrupt_requests", "false"],
             stdout=log, stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}/v1"

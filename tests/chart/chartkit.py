@@ -144,6 +144,12 @@ EVERYTHING_ON = {
     "networkPolicy": {"apiFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]},
     "tests": {"jobType": "llm"},
 }
+S3_PAYLOADS = {
+    "payloads": {"store": "s3", "s3ThresholdBytes": 1024,
+                 "s3": {"endpointUrl": "https://minio.storage.svc:9000", "bucket": "offload-payloads",
+                        "credentials": {"existingSecret": "offload-s3"}, "ca": {"configMap": "storage-ca"}}},
+    "networkPolicy": {"s3To": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "storage"}}}]},
+}
 
 # name -> (values, api versions): every render-level check runs over all of these.
 VALUE_SETS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
@@ -153,6 +159,7 @@ VALUE_SETS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "external-redis": (EXTERNAL_REDIS, (KEDA_API,)),
     "scale-to-zero": (SCALE_TO_ZERO, (KEDA_API,)),
     "everything-on": (EVERYTHING_ON, (KEDA_API, SERVICE_MONITOR_API)),
+    "s3-payloads": (S3_PAYLOADS, (KEDA_API,)),
 }
 EXAMPLE_VALUES = sorted((REPO / "k8s" / "values").glob("*.yaml"))
 

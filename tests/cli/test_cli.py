@@ -141,3 +141,13 @@ def test_errors_are_one_clear_line_with_an_exit_code_per_kind(offload: Cli, plat
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
     for run in (bad_key, no_key, missing, malformed, unreachable, too_big):
         assert "Traceback" not in run.stderr
+
+
+def test_submit_with_delay_schedules_the_job_and_says_when(offload: Cli, platform: Platform):
+    done = offload("submit", "llm", "Say hi.", "--max-tokens", "2", "--delay", "60")
+    assert done.returncode == 0, done.stderr
+    job = platform.job(done.stdout.strip())
+    assert job["state"] == "scheduled" and job["params"]["delay_seconds"] == 60
+    assert "scheduled for" in done.stderr
+    refused = offload("submit", "llm", "Say hi.", "--at", "2030-01-01T10:00:00")
+    assert refused.returncode != 0 and "offset" in refused.stderr

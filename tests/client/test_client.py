@@ -106,7 +106,7 @@ def test_listing_filters_by_state_and_type_and_pages_with_a_cursor(client: Offlo
 
 def test_queues_report_depth_and_the_replicas_keda_should_want(client: OffloadClient):
     stats = client.queues()
-    assert set(stats.queues) == {f"{t}.{p}" for t in ("ocr", "llm") for p in ("high", "normal", "low")}
+    assert set(stats.queues) == {f"{t}.{p}" for t in ("ocr", "llm", "probe") for p in ("high", "normal", "low")}
     assert set(stats.workers) == {"ocr", "llm"}
     assert all(w.desired_replicas >= 0 for w in stats.workers.values())
 

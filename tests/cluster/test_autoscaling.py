@@ -118,7 +118,7 @@ def test_busy_pods_are_kept_while_their_jobs_run_and_work_for_two_pods_gets_two(
         claimed = {}
         for job_id in job_ids:
             assert worker.redis.rpop("ocr.normal") is not None  # taken off the list, as kombu does
-            claim = worker.claim(job_id, f"pod-{job_id[:4]}:1:w")
+            claim = worker.claim(job_id, f"pod-{job_id[:4]}:1:w", JobType.OCR)
             assert claim.status == "claimed"
             claimed[job_id] = claim.job
         assert httpx.get(f"{status.url}/scaling/ocr").json() == {"job_type": "ocr", "queued": 0, "running": 2}

@@ -76,6 +76,34 @@ def test_hostile_documents_are_refused_with_a_reason_before_any_page_is_decoded(
         next(iter_pages(data, **LIMITS))
 
 
+
+GOOD = {"png": lambda: docs.png_document().data, "jpeg": lambda: docs.jpeg_document().data,
+        "tiff": lambda: docs.tiff_document(3).data, "pdf": lambda: docs.pdf_document(3).data}
+
+
+@pytest.mark.parametrize("make", [*GOOD.values(), *(make for make, _ in HOSTILE.values())],
+                         ids=[*GOOD.keys(), *HOSTILE.keys()])
+def test_a_file_is_judged_as_its_bytes_are_whether_given_as_bytes_a_path_or_a_file_object(make, tmp_path):
+    """The gateway inspects its spooled upload in place; the verdict must not depend on how."""
+    data = make()
+    path = tmp_path / "upload"
+    path.write_bytes(data)
+
+    def verdict(source):
+        try:
+            return inspect(source, **LIMITS)
+        except DocumentRejected as exc:
+            return ("refused", exc.message, exc.unsupported_type)
+
+    expected = verdict(data)
+    with path.open("rb") as file:
+        file.read(7)  # a file object is read from its start, wherever it was left
+        assert verdict(file) == expected
+        assert not file.closed  # and stays the caller's to close
+    assert verdict(path) == expected
+    assert verdict(str(path)) == expected
+    assert verdict(io.BytesIO(data)) == expected
+
 def test_the_limits_are_the_callers():
     png = docs.png_document().data
     with pytest.raises(DocumentRejected, match=r"page 1 is 2480x3508 pixels \(8.7 MP\); the limit is 5.0 MP"):

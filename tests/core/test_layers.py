@@ -14,8 +14,9 @@ CORE = Path(offload_core.__file__).parent
 # Lowest first. A module's layer is its folder, or for the top-level modules the module itself.
 LAYERS: list[set[str]] = [
     {"types", "errors", "settings", "process_local"},
-    {"documents", "llm"},
+    {"documents", "llm", "probe"},
     {"observability"},
+    {"payloads"},
     {"queue"},
     {"jobs"},
     {"webhooks"},

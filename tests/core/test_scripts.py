@@ -36,26 +36,27 @@ def test_redis_compiles_every_script(redis_url):
 @pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli comes with redis-server (make test-deps)")
 def test_a_script_file_runs_on_its_own_with_redis_cli(redis_url):
     r = redis.Redis.from_url(redis_url)
-    r.hset("offload:job:j1", mapping={"state": "running", "worker": "w1", "cancel_requested": "1"})
+    r.hset("offload:job:j1", mapping={"id": "j1", "state": "running", "worker": "w1", "cancel_requested": "1"})
     url = urlsplit(redis_url)
     out = subprocess.run(
         ["redis-cli", "-h", url.hostname, "-p", str(url.port), "-n", url.path.strip("/") or "0",
          "--eval", str(Path(scripts.__file__).parent / "heartbeat.lua"),
-         "offload:job:j1:lease", "offload:job:j1", ",", "w1", "30000"],
+         "offload:job:j1", "offload:running:llm", ",", "w1", "1000.5", "30"],
         capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["1", "1"]  # owned (the lease was taken back), cancel requested
-    assert r.get("offload:job:j1:lease") == b"w1"
+    assert out.stdout.split() == ["1", "1"]  # owned (the lease was renewed), cancel requested
+    assert r.zscore("offload:running:llm", "j1") == 1030.5
 
 
 def test_calls_name_their_keys_and_args_and_a_wrong_name_is_refused():
     heartbeat = scripts.HEARTBEAT
-    keys, args = heartbeat.layout({"job_key": "j", "lease_key": "l", "worker_id": "w", "lease_ms": 5})
-    assert (keys, args) == (["l", "j"], ["w", 5])
-    with pytest.raises(ScriptArgumentError, match="needs lease_ms"):
-        heartbeat.layout({"job_key": "j", "lease_key": "l", "worker_id": "w"})
-    with pytest.raises(ScriptArgumentError, match="declares no lease_seconds"):
-        heartbeat.layout({"job_key": "j", "lease_key": "l", "worker_id": "w", "lease_ms": 5, "lease_seconds": 5})
+    named = {"running_key": "r", "job_key": "j", "worker_id": "w", "now": 1, "lease_seconds": 5}
+    keys, args = heartbeat.layout(named)
+    assert (keys, args) == (["j", "r"], ["w", 1, 5])
+    with pytest.raises(ScriptArgumentError, match="needs lease_seconds"):
+        heartbeat.layout({k: v for k, v in named.items() if k != "lease_seconds"})
+    with pytest.raises(ScriptArgumentError, match="declares no lease_ms"):
+        heartbeat.layout({**named, "lease_ms": 5})
     with pytest.raises(ScriptArgumentError, match="no arguments beyond"):
-        heartbeat.layout({"job_key": "j", "lease_key": "l", "worker_id": "w", "lease_ms": 5}, ["extra"])
+        heartbeat.layout(named, ["extra"])
     assert scripts.TOKENS.layout({"job_key": "j", "events_key": "e", "worker_id": "w", "events_maxlen": 9},
                                  ["a", "b"]) == (["j", "e"], ["w", 9, "a", "b"])

@@ -34,20 +34,26 @@ async def _submit(settings: Settings, **kw) -> tuple[JobStore, object]:
     return store, out
 
 
-def test_submit_writes_record_payload_event_and_one_celery_message_atomically(settings):
+def lapse(r: redis.Redis, job_id: str, job_type: JobType = JobType.LLM) -> None:
+    """Make a running job's lease lapse, as when its worker stops renewing it."""
+    r.zadd(keys.running(job_type), {job_id: 0})
+
+
+def test_submit_writes_record_payload_and_one_celery_message_atomically(settings):
     _, out = run(_submit(settings))
     r = redis.Redis.from_url(settings.redis_url)
     assert out.status == "created"
     job = r.hgetall(keys.job(out.job_id))
-    assert job[b"state"] == b"queued" and job[b"tenant"] == b"t1"
-    assert r.get(keys.payload(out.job_id)) == b'{"prompt":"hi"}'
-    assert r.xlen(keys.events(out.job_id)) == 1
+    assert job[b"state"] == b"queued" and job[b"tenant"] == b"t1" and job[b"queue"] == b"llm.high"
+    assert job[b"payload"] == b'{"prompt":"hi"}' and job[b"payload_bytes"] == b"15"
     assert r.llen("llm.high") == 1 and r.llen("llm.normal") == 0
     message = json.loads(r.lindex("llm.high", 0))
     assert message["headers"]["id"] == out.job_id and message["headers"]["task"] == "offload.llm.run"
     assert json.loads(base64.b64decode(message["body"]))[0] == [out.job_id, "t1"]  # the tenant saves the worker a read
     assert message["properties"]["delivery_info"] == {"exchange": "", "routing_key": "llm.high"}
-    assert 0 < r.ttl(keys.job(out.job_id)) <= settings.retention_seconds
+    assert message["properties"]["delivery_tag"] == job[b"message_tag"].decode()  # the reaper can drop it
+    assert r.ttl(keys.job(out.job_id)) == -1, "an unfinished job never expires"
+    assert r.hmget(keys.tenant_usage("t1"), "active", "bytes") == [b"1", b"15"]
 
 
 def test_concurrent_submits_share_round_trips_and_each_gets_its_own_job(settings):
@@ -69,7 +75,7 @@ def test_concurrent_submits_share_round_trips_and_each_gets_its_own_job(settings
     assert len(created) == 30 and [out.status for out in outs].count("rate_limited") == 10
     r = redis.Redis.from_url(settings.redis_url)
     for i, out in created:
-        assert r.get(keys.payload(out.job_id)) == f'{{"prompt":"{i}"}}'.encode()
+        assert r.hget(keys.job(out.job_id), "payload") == f'{{"prompt":"{i}"}}'.encode()
         assert json.loads(r.hget(keys.job(out.job_id), "params")) == {"n": i}
     queued = {json.loads(m)["headers"]["id"] for m in r.lrange("llm.normal", 0, -1)}
     assert queued == {out.job_id for _, out in created}
@@ -87,45 +93,51 @@ def test_idempotency_key_returns_existing_job_or_conflict_on_other_body(settings
 def test_a_second_worker_cannot_claim_a_leased_job_nor_finish_it(settings):
     _, out = run(_submit(settings))
     w = WorkerJobStore(connect_sync(settings), settings)
-    first = w.claim(out.job_id, "hostA:1:a")
-    second = w.claim(out.job_id, "hostB:2:b")
-    assert first.status == "claimed" and first.job.attempts == 1
-    assert second.status == "leased" and second.holder == "hostA:1:a" and second.lease_ms_left > 0
+    first = w.claim(out.job_id, "hostA:1:a", JobType.LLM)
+    second = w.claim(out.job_id, "hostB:2:b", JobType.LLM)
+    assert first.status == "claimed" and first.job.attempts == 1 and first.payload == b'{"prompt":"hi"}'
+    assert second.status == "leased" and second.holder == "hostA:1:a" and second.lease_seconds_left > 0
     assert w.finish(first.job, "hostB:2:b", JobState.SUCCEEDED, result={"x": 1}) is False
     assert w.finish(first.job, "hostA:1:a", JobState.SUCCEEDED, result={"x": 1}) is True
     assert w.finish(first.job, "hostA:1:a", JobState.SUCCEEDED, result={"x": 2}) is False  # duplicate
     job = w.get(out.job_id)
     assert job.state is JobState.SUCCEEDED and job.result_writes == 1
-    assert json.loads(w.redis.get(keys.result(out.job_id))) == {"x": 1}
-    assert w.redis.get(keys.payload(out.job_id)) is None  # dropped once succeeded
-    assert w.claim(out.job_id, "hostC:3:c").status == "terminal"
+    assert json.loads(w.redis.hget(keys.job(out.job_id), "result")) == {"x": 1}
+    assert w.redis.hget(keys.job(out.job_id), "payload") == b""  # dropped once succeeded
+    assert 0 < w.redis.ttl(keys.job(out.job_id)) <= settings.retention_seconds  # retention runs from the end
+    assert w.claim(out.job_id, "hostC:3:c", JobType.LLM).status == "terminal"
 
 
 def test_an_expired_lease_lets_another_worker_take_the_run_and_the_old_one_loses_it(settings):
     settings = settings.model_copy(update={"lease_seconds": 2})
     _, out = run(_submit(settings))
     w = WorkerJobStore(connect_sync(settings), settings)
-    old = w.claim(out.job_id, "hostA:1:a").job
-    w.redis.delete(keys.lease(out.job_id))  # the lease lapsed: hostA stopped renewing it
-    new = w.claim(out.job_id, "hostB:2:b")
+    old = w.claim(out.job_id, "hostA:1:a", JobType.LLM).job
+    lapse(w.redis, out.job_id)  # the lease lapsed: hostA stopped renewing it
+    new = w.claim(out.job_id, "hostB:2:b", JobType.LLM)
     assert new.status == "claimed" and new.job.attempts == 2
-    assert w.heartbeat(out.job_id, "hostA:1:a") == (False, False)
+    assert w.heartbeat(out.job_id, JobType.LLM, "hostA:1:a") == (False, False)
     assert w.progress(out.job_id, "hostA:1:a", 1, 2, "") == -1
     assert w.finish(old, "hostA:1:a", JobState.SUCCEEDED, result={}) is False
     assert w.finish(new.job, "hostB:2:b", JobState.SUCCEEDED, result={}) is True
 
 
-def test_run_lost_on_the_last_attempt_makes_the_job_dead(settings):
+def test_run_lost_on_the_last_attempt_is_claimed_to_be_ended_not_run(settings):
     settings = settings.model_copy(update={"llm_max_attempts": 1})
     _, out = run(_submit(settings))
     w = WorkerJobStore(connect_sync(settings), settings)
-    w.claim(out.job_id, "hostA:1:a")
-    w.redis.delete(keys.lease(out.job_id))
-    assert w.claim(out.job_id, "hostB:2:b").status == "dead"
+    w.claim(out.job_id, "hostA:1:a", JobType.LLM)
+    lapse(w.redis, out.job_id)
+    claim = w.claim(out.job_id, "hostB:2:b", JobType.LLM)
+    assert (claim.status, claim.intent, claim.job.attempts) == ("claimed", "lost", 1)  # the runner ends it
+    assert w.redis.xlen(keys.events(out.job_id)) == 1, "no second `running` event: it is not run"
+    assert w.finish(claim.job, "hostB:2:b", JobState.DEAD,
+                    error={"type": "WorkerLost", "message": "lost", "retryable": True}) is True
     job = w.get(out.job_id)
     assert job.state is JobState.DEAD and job.error.type == "WorkerLost"
     assert w.redis.zscore(keys.DEAD, out.job_id) is not None
-    assert int(w.redis.get(keys.tenant_active("t1"))) == 0
+    assert w.redis.zscore(keys.tenant_dead("t1"), out.job_id) is not None
+    assert w.redis.hmget(keys.tenant_usage("t1"), "active", "bytes") == [b"0", b"0"]
 
 
 def test_cancel_queued_is_immediate_running_is_requested_finished_is_refused(settings):
@@ -138,14 +150,14 @@ def test_cancel_queued_is_immediate_running_is_requested_finished_is_refused(set
         finally:
             await s.redis.aclose()
 
-    assert run(cancel(out.job_id)) == ("cancelled", None)
+    assert run(cancel(out.job_id)) == ("cancelled", "cancelled")
     w = WorkerJobStore(connect_sync(settings), settings)
     assert w.redis.zscore(keys.PENDING, out.job_id) is None  # nothing left for the lost-message sweep
-    assert w.claim(out.job_id, "h:1:a").status == "terminal"
+    assert w.claim(out.job_id, "h:1:a", JobType.LLM).status == "terminal"
     _, second = run(_submit(settings))
-    job = w.claim(second.job_id, "h:1:a").job
+    job = w.claim(second.job_id, "h:1:a", JobType.LLM).job
     assert run(cancel(second.job_id)) == ("cancelling", None)
-    assert w.heartbeat(second.job_id, "h:1:a") == (True, True)
+    assert w.heartbeat(second.job_id, JobType.LLM, "h:1:a") == (True, True)
     assert w.finish(job, "h:1:a", JobState.CANCELLED) is True
     assert run(cancel(second.job_id)) == ("terminal", "cancelled")
 

@@ -92,13 +92,13 @@ def test_a_lost_message_is_put_back_at_the_head_of_its_queue_once(settings, r):
 
     assert report.overdue == 4 and report.rescued == [lost]
     assert _ids(r, "llm.normal") == [ids[3], ids[2], lost]  # BRPOP takes from the right: next
-    assert int(r.hget(keys.COUNTERS, "rescued")) == 1
+    assert int(r.hget(keys.COUNTERS, "llm:rescued")) == 1
     kinds = [json.loads(f[b"data"]).get("message") for _, f in r.xrange(keys.events(lost))]
     assert kinds[-1] == "the queue message was lost; queued again"
     assert r.hget(keys.job(lost), b"state") == b"queued"
     # Found the second time round: not rescued again.
     assert _sweep(settings).rescued == []
-    assert r.llen("llm.normal") == 3 and int(r.hget(keys.COUNTERS, "rescued")) == 1
+    assert r.llen("llm.normal") == 3 and int(r.hget(keys.COUNTERS, "llm:rescued")) == 1
 
 
 def test_the_rescued_message_runs_the_job_once_and_leaves_the_sweep_nothing_to_do(settings, r):
@@ -107,7 +107,7 @@ def test_the_rescued_message_runs_the_job_once_and_leaves_the_sweep_nothing_to_d
     assert _sweep(settings).rescued == [job_id]
     assert _take_and_lose(r, "llm.normal") == job_id  # a worker takes the new message...
     worker = WorkerJobStore(connect_sync(settings), settings)
-    claim = worker.claim(job_id, "host:1:a")  # ...and runs the job
+    claim = worker.claim(job_id, "host:1:a", JobType.LLM)  # ...and runs the job
     assert claim.status == "claimed" and claim.job.attempts == 1
     assert r.zscore(keys.PENDING, job_id) is None
     assert _sweep(settings).overdue == 0
@@ -138,19 +138,18 @@ def test_messages_are_found_across_chunks_and_priorities(settings, r, monkeypatc
     assert sorted(on_queues + held) == sorted(normal + high)  # one message per job, no more
 
 
-def test_a_retrying_job_whose_retry_message_was_lost_is_queued_again_after_retry_at(settings, r):
+def test_a_retrying_job_is_not_looked_for_until_the_mover_queues_it(settings, r):
+    """A retrying job has no message anywhere until its backoff ends (the message waits in its
+    record), so the sweep leaves it alone; once queued, a lost message is rescued as any other."""
     (job_id,) = _submit_many(settings, 1)
     _take_and_lose(r, "llm.normal")  # the first delivery, taken properly
     worker = WorkerJobStore(connect_sync(settings), settings)
-    claim = worker.claim(job_id, "host:1:a")
+    claim = worker.claim(job_id, "host:1:a", JobType.LLM)
     retry_at = time.time() + 100
-    assert worker.finish(claim.job, "host:1:a", JobState.RETRYING,
+    assert worker.finish(claim.job, "host:1:a", JobState.RETRYING, message="retry-message", message_tag="t2",
                          error={"type": "Busy", "message": "try later", "retryable": True}, retry_at=retry_at)
-    # The retry's message was lost too: there is none anywhere.
-    assert _sweep(settings, after=INTERVAL + 50).rescued == []  # not due yet
-    assert _sweep(settings, after=INTERVAL + 101).rescued == [job_id]
-    assert _ids(r, "llm.normal") == [job_id]
-    assert worker.claim(job_id, "host:2:b").job.attempts == 2
+    assert r.zscore(keys.DELAYED, job_id) == pytest.approx(retry_at)
+    assert _sweep(settings, after=INTERVAL + 101).rescued == []
 
 
 def test_a_job_that_moved_on_is_dropped_from_the_sweep_not_rescued(settings, r):
@@ -163,32 +162,3 @@ def test_a_job_that_moved_on_is_dropped_from_the_sweep_not_rescued(settings, r):
     report = _sweep(settings)
     assert report.rescued == [] and r.llen("llm.normal") == 0
     assert r.zcard(keys.PENDING) == 0
-
-
-def test_a_running_job_whose_worker_is_gone_and_left_no_message_is_queued_again(settings, r):
-    ids = _submit_many(settings, 2)
-    _take_and_lose(r, "llm.normal")
-    _take_and_lose(r, "llm.normal")
-    worker = WorkerJobStore(connect_sync(settings), settings)
-    gone, alive = (worker.claim(j, f"host:{n}:a").job for n, j in enumerate(ids))
-    # Both messages were acknowledged (nothing in kombu's hash); only `alive`'s worker still
-    # renews its lease.
-    r.delete(keys.lease(gone.id))
-
-    report = _sweep(settings)
-
-    assert report.rescued == [gone.id]
-    assert _ids(r, "llm.normal") == [gone.id]
-    again = worker.claim(gone.id, "host:9:b")  # the lease lapsed: the run is taken over
-    assert again.status == "claimed" and again.job.attempts == 2
-    assert _sweep(settings).rescued == []  # leased again
-
-
-def test_a_running_job_whose_message_is_held_unacknowledged_is_left_to_the_visibility_timeout(settings, r):
-    (job_id,) = _submit_many(settings, 1)
-    _take_and_hold(settings.redis_url, "llm.normal")  # a worker died mid-run: kombu restores this after the timeout
-    worker = WorkerJobStore(connect_sync(settings), settings)
-    worker.claim(job_id, "host:1:a")
-    r.delete(keys.lease(job_id))
-    assert _sweep(settings).rescued == []
-    assert r.llen("llm.normal") == 0 and r.hlen(keys.KOMBU_UNACKED) == 1

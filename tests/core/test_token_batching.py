@@ -35,9 +35,9 @@ def _running_job_context(settings: Settings) -> tuple[_Context, WorkerJobStore, 
 
     job_id = asyncio.run(submit())
     store = WorkerJobStore(connect_sync(settings), settings)
-    claim = store.claim(job_id, WORKER)
+    claim = store.claim(job_id, WORKER, JobType.LLM)
     assert claim.status == "claimed"
-    lease = Lease(job_id, WORKER)  # not renewed by a keeper: never cancelled, never lost
+    lease = Lease(job_id, JobType.LLM, WORKER)  # not renewed by a keeper: never cancelled, never lost
     return _Context(store, claim.job, WORKER, claim.payload, settings, lease), store, job_id
 
 

@@ -13,11 +13,10 @@ import pytest
 import redis
 
 from offload_core.jobs import keys, scripts
-from offload_core.jobs.record import Job
 from offload_core.jobs.store import JobStore, connect
 from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
 from offload_core.settings import Settings
-from offload_core.types import TRANSITIONS, JobState
+from offload_core.types import DELAYED_STATES, TRANSITIONS, JobState, JobType
 
 OWNER, OTHER = "host-a:1:owner", "host-b:2:other"
 # What the runner records at the end of a run (WorkerJobStore.finish).
@@ -33,19 +32,24 @@ def _seed(r: redis.Redis, state: JobState, *, at_last_attempt: bool, cancel_requ
     job_id = str(uuid.uuid4())
     record = {"id": job_id, "type": "llm", "tenant": "t1", "priority": "normal", "state": state.value,
               "attempts": 3 if at_last_attempt else 1, "max_attempts": 3, "created_at": repr(time.time()),
-              "params": "{}", "cancel_requested": "1" if cancel_requested else "0"}
+              "params": "{}", "cancel_requested": "1" if cancel_requested else "0", "queue": "llm.normal",
+              "payload": '{"prompt":"x"}', "payload_bytes": "14", "message_tag": "tag"}
     if state is JobState.RUNNING:
         record["worker"] = OWNER
-        if leased:
-            r.set(keys.lease(job_id), OWNER, px=60_000)
+        r.zadd(keys.running(JobType.LLM), {job_id: time.time() + (60 if leased else -1)})
+    elif state in DELAYED_STATES:
+        record["message"] = "{}"
+        r.zadd(keys.DELAYED, {job_id: time.time() - (0 if leased else 1)})
+    elif state is JobState.QUEUED:
+        r.zadd(keys.PENDING, {job_id: 1.0})
     r.hset(keys.job(job_id), mapping=record)
-    r.set(keys.payload(job_id), b'{"prompt":"x"}')
+    r.hincrby(keys.tenant_usage("t1"), "active", 1)
     return job_id
 
 
 def _actions(settings: Settings, r: redis.Redis):
     worker = WorkerJobStore(connect_sync(settings), settings)
-    rescue = scripts.RESCUE.register(r)
+    sync = {name: getattr(scripts, name).register(r) for name in ("RESCUE", "MOVE", "FINISH")}
 
     def api(call):
         async def go():
@@ -58,32 +62,40 @@ def _actions(settings: Settings, r: redis.Redis):
 
     def finish(outcome):
         def act(job_id):
-            job = Job.from_hash(r.hgetall(keys.job(job_id)))
+            job = worker.get(job_id)
             worker.finish(job, OWNER, outcome, result={"ok": True} if outcome is JobState.SUCCEEDED else None,
                           error=None if outcome is JobState.SUCCEEDED else {"type": "E", "message": "m",
                                                                               "retryable": True},
-                          retry_at=time.time() + 60)
+                          retry_at=time.time() + 60, message="{}", message_tag="t2")
         return act
 
-    def rescue_as(how):
-        def act(job_id):
-            index = keys.RUNNING if how == "running" else keys.PENDING
-            r.zadd(index, {job_id: 1.0})
-            rescue(job_key=keys.job(job_id), index_key=index, queue_key="llm.normal", events_key=keys.events(job_id),
-                   counters_key=keys.COUNTERS, lease_key=keys.lease(job_id), pending_key=keys.PENDING,
-                   job_id=job_id, since="1.0", message="{}", now=repr(time.time()), events_maxlen=100, how=how)
-        return act
+    def lost(job_id):
+        sync["FINISH"](**keys.finish_keys(job_id, JobType.LLM, "t1", "llm.normal"), mode="lost", worker_id="",
+                       tenant="t1", new_state="", now=repr(time.time()), result_json="", error_json="null",
+                       retry_at="", message="{}", message_tag="t3", events_maxlen=100, retention=600,
+                       events_grace=60)
+
+    def move(job_id):
+        sync["MOVE"](job_key=keys.job(job_id), events_key=keys.events(job_id), delayed_key=keys.DELAYED,
+                     pending_key=keys.PENDING, queue_key="llm.normal", job_id=job_id, now=repr(time.time()),
+                     events_maxlen=100)
+
+    def rescue(job_id):
+        sync["RESCUE"](job_key=keys.job(job_id), queue_key="llm.normal", events_key=keys.events(job_id),
+                       counters_key=keys.COUNTERS, pending_key=keys.PENDING, job_id=job_id, since="1.0",
+                       message="{}", message_tag="t4", now=repr(time.time()), events_maxlen=100)
 
     return {
-        "claim by the lease holder": lambda job_id: worker.claim(job_id, OWNER, tenant="t1"),
-        "claim by another worker": lambda job_id: worker.claim(job_id, OTHER, tenant="t1"),
-        "claim replacing a dead holder": lambda job_id: worker.claim(job_id, OTHER, tenant="t1",
+        "claim by the lease holder": lambda job_id: worker.claim(job_id, OWNER, JobType.LLM),
+        "claim by another worker": lambda job_id: worker.claim(job_id, OTHER, JobType.LLM),
+        "claim replacing a dead holder": lambda job_id: worker.claim(job_id, OTHER, JobType.LLM,
                                                                      replace_holder=OWNER),
         **{f"finish as {o.value}": finish(o) for o in RUN_OUTCOMES},
         "cancel": lambda job_id: api(lambda store: store.cancel(job_id, "t1")),
         "requeue": lambda job_id: api(lambda store: store.requeue(job_id, "t1")),
-        "rescue a waiting job": rescue_as("waiting"),
-        "rescue a running job": rescue_as("running"),
+        "recover a lost run": lost,
+        "move when due": move,
+        "rescue a lost message": rescue,
     }
 
 

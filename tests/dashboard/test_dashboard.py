@@ -61,7 +61,7 @@ def test_sign_in_shows_queues_and_jobs_and_keeps_the_key_out_of_urls(page: Page,
 
     # Kept for the tab's session only: a reload stays signed in, nothing else holds the key.
     page.reload()
-    expect(page.locator("#queues-table tbody tr")).to_have_count(6)
+    expect(page.locator("#queues-table tbody tr")).to_have_count(9)  # three priorities of ocr, llm and probe
     key = platform.keys["alice"]
     assert page.evaluate("sessionStorage.getItem('offload.apiKey')") == key
     assert page.evaluate("localStorage.length") == 0 and page.evaluate("document.cookie") == ""
@@ -190,7 +190,7 @@ def test_screenshot_shows_queues_jobs_and_states_and_the_layout_fits_a_phone(
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
-    expect(page.locator("#queues-table tbody tr")).to_have_count(6)
+    expect(page.locator("#queues-table tbody tr")).to_have_count(9)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing pushes the page sideways
     replicas = page.get_by_role("columnheader", name="Replicas wanted")
     expect(replicas).to_be_in_viewport()

@@ -188,7 +188,8 @@ def test_retryable_failures_back_off_to_dead_and_requeue_runs_again(platform_fac
     assert dead["state"] == "dead" and dead["attempts"] == 3
     assert dead["error"]["retryable"] is True
     states = [d["state"] for _, k, d in platform.events(job_id) if k == "state"]
-    assert states == ["queued", "running", "retrying", "running", "retrying", "running", "dead"]
+    # Each retry waits in the delayed set; the mover queues it when its backoff ends.
+    assert states == ["queued", "running", "retrying", "queued", "running", "retrying", "queued", "running", "dead"]
     queues = httpx.get(f"{platform.status.url}/v1/queues", headers=platform.headers()).json()
     assert queues["dead"] == 1
     dead_listing = httpx.get(f"{platform.status.url}/v1/dead-letters", headers=platform.headers()).json()

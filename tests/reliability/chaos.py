@@ -64,7 +64,7 @@ class ChaosMonkey(threading.Thread):
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def _strike(self) -> None:
-        running = [j.decode() for j in self.client.zrange("offload:running", 0, -1)]
+        running = [j.decode() for kind in ("ocr", "llm") for j in self.client.zrange(f"offload:running:{kind}", 0, -1)]
         self.rng.shuffle(running)
         hit = Counter(k.job_id for k in self.kills)
         for job_id in running:

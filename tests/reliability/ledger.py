@@ -40,18 +40,25 @@ def facts(client: redis.Redis, job_ids: list[str], *, batch: int = 200) -> dict[
         pipe = client.pipeline(transaction=False)
         for jid in chunk:
             pipe.hgetall(f"offload:job:{jid}")
-            pipe.exists(f"offload:job:{jid}:result")
+            pipe.hexists(f"offload:job:{jid}", "result")
             pipe.xrange(f"offload:job:{jid}:events")
         replies = pipe.execute()
         for i, jid in enumerate(chunk):
             raw, has_result, events = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
-            h = {k.decode(): v.decode() for k, v in raw.items()}
-            states, times = [], []
+            h = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
+            # A job's first state is not in its stream: the status service replays it from the record.
+            states = ["scheduled" if h.get("run_at") else "queued"] if h else []
+            times = [float(h["created_at"])] if h else []
             for _, fields in events:
                 if fields[b"kind"] == b"state":
                     data = json.loads(fields[b"data"])
                     states.append(data["state"])
                     times.append(float(data["at"]))
+            if h.get("state") in TERMINAL and not events:
+                # The stream expired (events_grace_seconds after the end): the API replays the
+                # terminal state from the record, and so does this.
+                states.append(h["state"])
+                times.append(float(h.get("finished_at") or 0))
             out[jid] = JobFacts(
                 id=jid, state=h.get("state"), attempts=int(h.get("attempts") or 0),
                 result_writes=int(h.get("result_writes") or 0), has_result=bool(has_result),

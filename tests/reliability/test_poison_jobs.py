@@ -50,7 +50,8 @@ def test_poison_jobs_end_dead_or_failed_and_requeue_once_fixed(platform_factory,
     dead = facts(store, poison)
     for job in dead.values():
         assert job.state == "dead" and job.attempts == MAX_ATTEMPTS, job
-        assert job.states == ("queued",) + ("running", "retrying") * (MAX_ATTEMPTS - 1) + ("running", "dead")
+        # Each retry waits in the delayed set until its backoff ends, then is queued again.
+        assert job.states == ("queued",) + ("running", "retrying", "queued") * (MAX_ATTEMPTS - 1) + ("running", "dead")
         assert job.error["retryable"] is True and job.result_writes == 0
     delays = {j: _retry_delays(store, j) for j in poison}
     for per_job in delays.values():

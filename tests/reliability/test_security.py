@@ -207,6 +207,6 @@ def test_rate_limit_and_quota_hold_under_concurrent_clients(platform_factory, st
             assert codes[202] == cap, codes
     else:
         assert codes[202] == cap, codes
-        assert int(store.get("offload:tenant:alice:active")) == cap
+        assert int(store.hget("offload:tenant:alice:usage", "active")) == cap
     figures.record(f"9-{limit}-limit", clients=8, requests=cap * 4, limit=cap, accepted=codes[202],
                    refused_429=codes[429])

@@ -9,6 +9,7 @@ import httpx
 
 from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
 from offload_core.settings import Settings
+from offload_core.types import JobType
 from tests.support.documents import small_png
 from tests.support.processes import API_ONLY_DB, RedisServer
 
@@ -24,7 +25,7 @@ def test_scaling_reports_queued_and_running_jobs_per_type_without_an_api_key(api
     worker = WorkerJobStore(connect_sync(settings), settings)
     for job_id in ocr_ids[:2]:  # an OCR worker takes the two oldest messages and starts them
         assert worker.redis.rpop("ocr.normal") is not None
-        assert worker.claim(job_id, "host:1:w").status == "claimed"
+        assert worker.claim(job_id, "host:1:w", JobType.OCR).status == "claimed"
 
     ocr = httpx.get(f"{apis.status.url}/scaling/ocr", timeout=10)  # no Authorization header
     assert ocr.status_code == 200, ocr.text

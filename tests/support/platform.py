@@ -37,11 +37,28 @@ class Platform:
     status: Service | None = None
     workers: dict[str, Service] = field(default_factory=dict)
 
+    def metrics_url(self, service: str) -> str:
+        """The URL a scraper reads `service`'s metrics from: "gateway", "status", "worker-ocr" or
+        "worker-llm". Tests take it from here only, so a metrics port that moves moves here."""
+        if service in ("gateway", "status"):
+            return f"{getattr(self, service).url}/metrics"
+        worker = self.workers[service.removeprefix("worker-")]
+        port = int(worker.env.get("OFFLOAD_WORKER_HTTP_PORT", "0"))
+        if not port:
+            raise ValueError(f"{service} was started without its HTTP port: start the platform with "
+                             "metrics_ports=True, or set OFFLOAD_WORKER_HTTP_PORT")
+        return f"http://127.0.0.1:{port}/metrics"
+
     def headers(self, tenant: str = "alice", **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[tenant]}", **extra}
 
     def submit_llm(self, body: dict[str, Any], tenant: str = "alice", **headers: str) -> httpx.Response:
         return httpx.post(f"{self.gateway.url}/v1/jobs/llm", json=body, headers=self.headers(tenant, **headers),
+                          timeout=30)
+
+    def submit_probe(self, body: dict[str, Any], tenant: str = "ops", **headers: str) -> httpx.Response:
+        """A diagnostic probe job (admin tenants only by default: `ops` is one)."""
+        return httpx.post(f"{self.gateway.url}/v1/jobs/probe", json=body, headers=self.headers(tenant, **headers),
                           timeout=30)
 
     def submit_ocr(self, data: bytes, filename: str = "doc.png", tenant: str = "alice",
@@ -118,9 +135,13 @@ class PlatformFactory:
         return env
 
     def start(self, *, workers: tuple[str, ...] = ("ocr", "llm"), api: bool = True,
-              env: dict[str, str] | None = None, worker_env: dict[str, dict[str, str]] | None = None) -> Platform:
+              env: dict[str, str] | None = None, worker_env: dict[str, dict[str, str]] | None = None,
+              metrics_ports: bool = False) -> Platform:
+        """`metrics_ports`: each worker serves /metrics on a port of its own (Platform.metrics_url)."""
         p = Platform(keys=self.keys)
         base = self.env(**(env or {}))
+        worker_env = {w: {**({"OFFLOAD_WORKER_HTTP_PORT": str(free_port())} if metrics_ports else {}),
+                          **(worker_env or {}).get(w, {})} for w in workers}
         # Everything starts at once (imports dominate start-up); then each is waited for.
         if api:
             status_port, gport = free_port(), free_port()
@@ -128,7 +149,7 @@ class PlatformFactory:
             p.status = self._launch("offload-status", {**base, "OFFLOAD_PORT": str(status_port)}, status_port)
             p.gateway = self._launch("offload-gateway", {**base, "OFFLOAD_PORT": str(gport)}, gport)
         for w in workers:
-            p.workers[w] = self._launch(f"offload-worker-{w}", {**base, **((worker_env or {}).get(w, {}))})
+            p.workers[w] = self._launch(f"offload-worker-{w}", {**base, **worker_env[w]})
         for svc in (p.status, p.gateway, *p.workers.values()):
             if svc is not None:
                 self._ready(svc)

@@ -33,11 +33,12 @@ def otel_env(receiver: OtlpReceiver) -> dict[str, str]:
 class TracedClient:
     """An API client with its own spans, exported over OTLP/HTTP like any instrumented caller."""
 
-    def __init__(self, receiver: OtlpReceiver) -> None:
+    def __init__(self, endpoint: str) -> None:
+        """`endpoint`: an OTLP/HTTP base URL (our receiver's, or a real Collector's)."""
         self.provider = TracerProvider(resource=Resource.create({"service.name": CLIENT_SERVICE}),
                                        shutdown_on_exit=False)
         self.provider.add_span_processor(SimpleSpanProcessor(
-            OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces")))
+            OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
         self.tracer = self.provider.get_tracer("tests.telemetry")
 
     @contextmanager
@@ -59,6 +60,6 @@ class TracedClient:
 
 @pytest.fixture
 def traced_client(otlp_receiver: OtlpReceiver) -> Iterator[TracedClient]:
-    client = TracedClient(otlp_receiver)
+    client = TracedClient(otlp_receiver.endpoint)
     yield client
     client.close()

@@ -1,18 +1,21 @@
-"""The Grafana dashboard asks only for metrics the services really export."""
+"""The Grafana dashboard asks only for metrics the services really export, and it and the docs
+carry exactly the queries of k8s/grafana/queries.yaml (tests/telemetry/dashboard.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from prometheus_client import REGISTRY
 
 import offload_core.jobs.metrics  # noqa: F401 - registers the job metrics
+import offload_core.maintenance.reconcile  # noqa: F401 - registers the quota drift metrics
+import offload_core.maintenance.webhooks  # noqa: F401 - registers the webhook delivery metrics
 import offload_core.web.observability  # noqa: F401 - registers the HTTP metrics
 import offload_core.web.queue_metrics  # noqa: F401 - registers the queue gauges
+from tests.telemetry import dashboard as made
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "k8s" / "grafana" / "offload-dashboard.json"
+DASHBOARD = made.DASHBOARD
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 
 
@@ -42,3 +45,13 @@ def test_panels_have_unique_ids_and_use_the_datasource_variable():
     assert len(ids) == len(set(ids))
     assert {p["datasource"]["uid"] for p in dashboard["panels"] if p["type"] != "row"} == {"${datasource}"}
     assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource"]
+
+
+def test_the_dashboard_file_is_made_from_the_queries_file():
+    assert DASHBOARD.read_text() == made.dashboard_text(), "run `make dashboard` after editing k8s/grafana/queries.yaml"
+
+
+def test_the_docs_list_exactly_the_queries_of_the_queries_file():
+    assert made.DOCS.read_text() == made.current_docs(), "run `make dashboard` after editing k8s/grafana/queries.yaml"
+    exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p.get("targets", [])]
+    assert exprs == [q.expr for q in made.queries().values()]

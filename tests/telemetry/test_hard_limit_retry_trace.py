@@ -1,9 +1,9 @@
 """A job killed at its hard time limit is retried in its own trace.
 
 Celery kills the job's process and calls the task's `on_failure` in the worker's main process,
-which records the retry and publishes its message (`JobRunner.on_hard_time_limit`). That process
-has no tracer and the killed run's context is gone, so the message gets its `traceparent` from
-the trace id the job's record keeps. Here the test plays the killed worker: it takes the message,
+which records the retry with the message that will run it (`JobRunner.on_hard_time_limit`). That
+process has no tracer and the killed run's context is gone, so the message gets its
+`traceparent` from the trace id the job's record keeps. Here the test plays the killed worker: it takes the message,
 claims the run, and makes the main process's call itself; a real worker then runs the retry.
 """
 
@@ -44,15 +44,16 @@ def test_the_retry_after_a_hard_time_limit_kill_runs_in_the_jobs_trace(
         assert client.brpop(["llm.normal"], timeout=5)
         settings = Settings(env="dev", redis_url=redis_url, retry_backoff_base_seconds=0.2,
                             retry_backoff_max_seconds=1)
-        assert WorkerJobStore(connect_sync(settings), settings).claim(job_id, "host:1:killed").status == "claimed"
+        assert WorkerJobStore(connect_sync(settings), settings).claim(job_id, "host:1:killed", JobType.LLM).status == "claimed"
         runner = JobRunner(make_celery(settings, JobType.LLM), JobType.LLM, lambda ctx: {}, settings)
         runner.on_hard_time_limit(job_id, HARD_LIMIT)
 
         record = platform.job(job_id)
         assert record["state"] == "retrying" and record["error"]["type"] == "TimeLimitExceeded", record
-        (raw,) = client.lrange("llm.normal", 0, -1)
+        # The retry waits in the delayed set, its message kept with the job (no Celery ETA message).
+        raw = client.hget(f"offload:job:{job_id}", "message")
         headers = json.loads(raw)["headers"]
-        assert headers["traceparent"].split("-")[1] == trace_id and headers["eta"], headers
+        assert headers["traceparent"].split("-")[1] == trace_id and not headers.get("eta"), headers
 
         platform_factory.start_worker("llm", platform_factory.env(**otel_env(otlp_receiver), **backend))
         done = platform.wait(job_id)

@@ -96,7 +96,7 @@ def scenario(redis_server: RedisServer, llama_server: str, tmp_path_factory: pyt
     proxy = RecordingProxy(llama_server.removesuffix("/v1")).start()
     factory = PlatformFactory(redis_url=redis_server.db_url(TEST_DB), log_dir=tmp_path_factory.mktemp("traces"))
     ports = {WORKER_OCR: free_port(), WORKER_LLM: free_port()}
-    traced = TracedClient(receiver)
+    traced = TracedClient(receiver.endpoint)
     try:
         platform = factory.start(env=otel_env(receiver), worker_env={
             "ocr": {"OFFLOAD_WORKER_HTTP_PORT": str(ports[WORKER_OCR])},

@@ -23,7 +23,7 @@ def test_a_requeued_job_runs_in_the_requeue_requests_trace_and_its_record_says_s
     peer = ScriptedPeer().start()
     # First run: the model server refuses the request (permanent: the job fails). After that it answers.
     peer.script = [Reply(status=400, json_body={"error": {"message": "bad request"}}), good_stream("Hi", " there")]
-    traced = TracedClient(otlp_receiver)
+    traced = TracedClient(otlp_receiver.endpoint)
     try:
         platform = platform_factory.start(workers=("llm",), env=otel_env(otlp_receiver), worker_env={"llm": {
             "OFFLOAD_LLM_BACKEND": "openai", "OFFLOAD_LLM_BASE_URL": peer.base_url, "OFFLOAD_LLM_MODEL": "peer-model"}})

@@ -383,6 +383,7 @@ Every values check that a schema cannot express, gathered into one failure that 
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- $problems = concat $problems (include "offload.payloadProblems" . | fromYamlArray) -}}
 {{- if $problems -}}
 {{- fail (printf "\n\nThe values need fixing:\n  - %s\n" (join "\n  - " $problems)) -}}
 {{- end -}}

@@ -1,7 +1,8 @@
-"""Every endpoint as a plain description of the request, and the decoding of its answer.
+"""Every endpoint as a plain description of the request, the `httpx.Request` built from it,
+and the decoding of its answer.
 
-No I/O here: `OffloadClient` and `AsyncOffloadClient` send the same `Call`s, so the two clients
-cannot drift apart in what they ask or how they read the answer.
+No I/O here: `OffloadClient` and `AsyncOffloadClient` send the same requests (see `_plans`), so
+the two clients cannot drift apart in what they ask or how they read the answer.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import httpx
 
+from .config import ClientConfig
 from .errors import error_from_response
 from .models import Job, JobPage, JobState, JobType, Priority, QueueStats
+from .version import USER_AGENT
 
 FileInput = str | os.PathLike[str] | bytes | BinaryIO
 Message = dict[str, str]
@@ -32,6 +36,20 @@ class Call:
     files: dict[str, tuple[str, bytes, str]] | None = None
     data: dict[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def url(config: ClientConfig, call: Call) -> str:
+    base = config.gateway_url if call.service == "gateway" else config.status_url
+    return base + call.path
+
+
+def http_request(config: ClientConfig, call: Call, *, read_timeout: float | None = None) -> httpx.Request:
+    """The whole request: the call, the API key, and how long to wait (`read_timeout` for the
+    gaps between the bytes of an answer, when not `config.timeout`)."""
+    timeout = httpx.Timeout(config.timeout, read=config.timeout if read_timeout is None else read_timeout)
+    headers = {"Authorization": f"Bearer {config.api_key}", "User-Agent": USER_AGENT, **call.headers}
+    return httpx.Request(call.method, url(config, call), params=call.params, json=call.json, files=call.files,
+                         data=call.data, headers=headers, extensions={"timeout": timeout.as_dict()})
 
 
 def new_idempotency_key() -> str:
@@ -53,23 +71,38 @@ def read_file(file: FileInput, filename: str | None) -> tuple[str, bytes]:
     return name, file.read()
 
 
+def schedule(run_at: datetime | str | None, delay_seconds: float | None) -> dict[str, Any]:
+    """When to run a job: `run_at` (a datetime with a timezone, or RFC 3339 text) or
+    `delay_seconds`; neither: now."""
+    if run_at is not None and delay_seconds is not None:
+        raise ValueError("give run_at or delay_seconds, not both")
+    if isinstance(run_at, datetime):
+        if run_at.tzinfo is None:
+            raise ValueError("run_at needs a timezone (a naive datetime is ambiguous)")
+        run_at = run_at.isoformat()
+    return _clean({"run_at": run_at, "delay_seconds": delay_seconds})
+
+
 def submit_ocr(file: FileInput, *, filename: str | None, languages: str | None, priority: Priority | str | None,
-               callback_url: str | None, idempotency_key: str | None) -> Call:
+               callback_url: str | None, idempotency_key: str | None, run_at: datetime | str | None = None,
+               delay_seconds: float | None = None) -> Call:
     name, data = read_file(file, filename)
     form = _clean({"languages": languages, "priority": priority and str(Priority(priority)),
-                   "callback_url": callback_url})
+                   "callback_url": callback_url,
+                   **{k: str(v) for k, v in schedule(run_at, delay_seconds).items()}})
     return Call("POST", "gateway", "/v1/jobs/ocr", files={"file": (name, data, "application/octet-stream")},
                 data=form, headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
 
 
 def submit_llm(*, prompt: str | None, messages: list[Message] | None, model: str | None, max_tokens: int | None,
                temperature: float | None, priority: Priority | str | None, callback_url: str | None,
-               idempotency_key: str | None) -> Call:
+               idempotency_key: str | None, run_at: datetime | str | None = None,
+               delay_seconds: float | None = None) -> Call:
     if (prompt is None) == (messages is None):
         raise ValueError("give exactly one of prompt= or messages=")
     body = _clean({"prompt": prompt, "messages": messages, "model": model, "max_tokens": max_tokens,
                    "temperature": temperature, "priority": priority and str(Priority(priority)),
-                   "callback_url": callback_url})
+                   "callback_url": callback_url, **schedule(run_at, delay_seconds)})
     return Call("POST", "gateway", "/v1/jobs/llm", json=body,
                 headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
 
@@ -105,8 +138,12 @@ def dead_letters(limit: int | None) -> Call:
     return Call("GET", "status", "/v1/dead-letters", params=_clean({"limit": limit}))
 
 
-def events_path(job_id: str) -> str:
-    return f"/v1/jobs/{_id(job_id)}/events"
+def events(job_id: str, last_event_id: str) -> Call:
+    """The job's event stream, after `last_event_id` when there is one."""
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    return Call("GET", "status", f"/v1/jobs/{_id(job_id)}/events", headers=headers)
 
 
 def _id(job_id: str) -> str:

@@ -9,20 +9,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from . import _calls
+from . import _calls, _plans
 from ._calls import Call, FileInput, Message
-from ._stream import EventFollower
-from .client import RETRYABLE_STATUS
+from ._plans import CloseStream, Emit, NextLine, OpenStream, ReadBody, Run, Send, Sleep
 from .config import ClientConfig, RetryPolicy
-from .errors import RateLimitedError, ServiceUnavailableError, TransportError, WaitTimeout, error_from_response
-from .models import Job, JobEvent, JobPage, JobState, JobType, Priority, QueueStats, StateEvent
-from .version import USER_AGENT
+from .models import Job, JobEvent, JobPage, JobState, JobType, Priority, QueueStats
 
 EventCallback = Callable[[JobEvent], Awaitable[None] | None]
 
@@ -33,9 +30,7 @@ class AsyncOffloadClient:
                  transport: httpx.AsyncBaseTransport | None = None, config: ClientConfig | None = None) -> None:
         self.config = config or ClientConfig.resolve(gateway_url, status_url=status_url, api_key=api_key,
                                                      timeout=timeout, retry=retry or RetryPolicy())
-        self._http = httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {self.config.api_key}", "User-Agent": USER_AGENT},
-            timeout=self.config.timeout, transport=transport)
+        self._http = httpx.AsyncClient(transport=transport)  # requests come whole from _calls.http_request
 
     async def __aenter__(self) -> "AsyncOffloadClient":
         return self
@@ -50,18 +45,21 @@ class AsyncOffloadClient:
 
     async def submit_ocr(self, file: FileInput, *, filename: str | None = None, languages: str | None = None,
                          priority: Priority | str | None = None, callback_url: str | None = None,
-                         idempotency_key: str | None = None) -> Job:
+                         idempotency_key: str | None = None, run_at: datetime | str | None = None,
+                         delay_seconds: float | None = None) -> Job:
         call = _calls.submit_ocr(file, filename=filename, languages=languages, priority=priority,
-                                 callback_url=callback_url, idempotency_key=idempotency_key)
+                                 callback_url=callback_url, idempotency_key=idempotency_key, run_at=run_at,
+                                 delay_seconds=delay_seconds)
         return _calls.as_job(await self._send(call))
 
     async def submit_llm(self, prompt: str | None = None, *, messages: list[Message] | None = None,
                          model: str | None = None, max_tokens: int | None = None, temperature: float | None = None,
                          priority: Priority | str | None = None, callback_url: str | None = None,
-                         idempotency_key: str | None = None) -> Job:
+                         idempotency_key: str | None = None, run_at: datetime | str | None = None,
+                         delay_seconds: float | None = None) -> Job:
         call = _calls.submit_llm(prompt=prompt, messages=messages, model=model, max_tokens=max_tokens,
                                  temperature=temperature, priority=priority, callback_url=callback_url,
-                                 idempotency_key=idempotency_key)
+                                 idempotency_key=idempotency_key, run_at=run_at, delay_seconds=delay_seconds)
         return _calls.as_job(await self._send(call))
 
     async def cancel(self, job_id: str) -> Job:
@@ -83,16 +81,9 @@ class AsyncOffloadClient:
         call = _calls.list_jobs(state=state, type=type, cursor=cursor, limit=limit)
         return _calls.as_page(await self._send(call))
 
-    async def iter_jobs(self, *, state: JobState | str | None = None, type: JobType | str | None = None,  # noqa: A002
-                        page_size: int = 100) -> AsyncIterator[Job]:
-        cursor = None
-        while True:
-            page = await self.list_jobs(state=state, type=type, cursor=cursor, limit=page_size)
-            for job in page.jobs:
-                yield job
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+    def iter_jobs(self, *, state: JobState | str | None = None, type: JobType | str | None = None,  # noqa: A002
+                  page_size: int = 100) -> AsyncIterator[Job]:
+        return self._drive(Run(_plans.iter_jobs(self.config, state=state, type=type, page_size=page_size)))
 
     async def queues(self) -> QueueStats:
         return _calls.as_queues(await self._send(_calls.queues()))
@@ -102,93 +93,54 @@ class AsyncOffloadClient:
 
     def events(self, job_id: str, *, last_event_id: str | None = None) -> AsyncIterator[JobEvent]:
         """The job's events until its terminal state, resuming a cut connection with Last-Event-ID."""
-        return self._follow(job_id, last_event_id, deadline=None)
+        return self._drive(Run(_plans.follow(self.config, job_id, last_event_id, deadline=None)))
 
     async def wait(self, job_id: str, *, timeout: float | None = None, on_event: EventCallback | None = None) -> Job:
         """Follow the job until it is terminal and return the final record (see `OffloadClient.wait`)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last: str | None = None
-        async for event in self._follow(job_id, None, deadline=deadline):
-            if isinstance(event, StateEvent):
-                last = event.state.value
+        run = Run(_plans.wait(self.config, job_id, timeout))
+        async for event in self._drive(run):
             if on_event:
                 outcome = on_event(event)
                 if outcome is not None:
                     await outcome
-        job = await self.get_job(job_id)
-        if not job.is_terminal:
-            raise WaitTimeout(job_id, timeout or 0.0, last or job.state.value)
-        return job
+        return run.result
 
-    # -- plumbing ------------------------------------------------------------------------------
-
-    def _url(self, call: Call) -> str:
-        base = self.config.gateway_url if call.service == "gateway" else self.config.status_url
-        return base + call.path
+    # -- plumbing: the I/O of the plans in _plans, which make every decision ------------------
 
     async def _send(self, call: Call) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(call.method, self._url(call), params=call.params,
-                                                    json=call.json, files=call.files, data=call.data,
-                                                    headers=call.headers)
-            except httpx.ConnectError as exc:
-                delay = self.config.retry.delay(attempt, None)
-                if delay is None:
-                    raise TransportError(f"cannot reach {self._url(call)}: {exc}") from exc
-            except httpx.TransportError as exc:
-                raise TransportError(f"{call.method} {self._url(call)} failed: {exc}") from exc
-            else:
-                if response.status_code not in RETRYABLE_STATUS:
-                    return response
-                error = error_from_response(response)
-                delay = self.config.retry.delay(attempt, error.retry_after)
-                if delay is None:
-                    raise error
-            await asyncio.sleep(delay)
-            attempt += 1
+        run = Run(_plans.send(self.config, call))
+        async for _ in self._drive(run):
+            pass  # sending emits nothing; the answer is what the plan returns
+        return run.result
 
-    async def _follow(self, job_id: str, last_event_id: str | None,
-                      deadline: float | None) -> AsyncIterator[JobEvent]:
-        follower = EventFollower(job_id, last_event_id, self.config.max_stream_reconnects)
-        url = self.config.status_url + _calls.events_path(job_id)
-        while True:
-            idle = self.config.stream_idle_timeout
-            if deadline is not None:
-                idle = min(idle, max(0.01, deadline - time.monotonic()))
-            timeout = httpx.Timeout(self.config.timeout, read=idle)
-            retry_after: float | None = None
-            try:
-                async with self._http.stream("GET", url, headers=follower.request_headers(), timeout=timeout) as r:
-                    if r.status_code in RETRYABLE_STATUS:
-                        await r.aread()
-                        error = error_from_response(r)
-                        cause: BaseException | str = error
-                        retry_after = error.retry_after
-                    elif r.status_code >= 400:
-                        await r.aread()
-                        raise error_from_response(r)
-                    else:
-                        async for line in r.aiter_lines():
-                            event = follower.feed(line)
-                            if event is not None:
-                                yield event
-                        if follower.at_terminal:
-                            return  # the server ends the stream after the job's final state
-                        cause = "the stream ended"
-            except httpx.TransportError as exc:
-                cause = exc
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            if cause == "the stream ended" and (await self.get_job(job_id)).is_terminal:
-                return
-            try:
-                delay = follower.connection_lost(cause, retry_after)
-            except TransportError:
-                if isinstance(cause, (RateLimitedError, ServiceUnavailableError)):
-                    raise cause from None
-                raise
-            if deadline is not None:
-                delay = min(delay, max(0.0, deadline - time.monotonic()))
-            await asyncio.sleep(delay)
+    async def _drive(self, run: Run[Any]) -> AsyncIterator[Any]:
+        """Carry out the plan's steps; yields what it emits."""
+        stream: httpx.Response | None = None
+        lines: AsyncIterator[str] | None = None
+        try:
+            for step in run:
+                try:
+                    match step:
+                        case Send(request):
+                            run.reply(await self._http.send(request))
+                        case OpenStream(request):
+                            stream = await self._http.send(request, stream=True)
+                            lines = stream.aiter_lines()
+                            run.reply(stream)
+                        case ReadBody():
+                            await stream.aread()
+                        case NextLine():
+                            run.reply(await anext(lines, None))
+                        case CloseStream():
+                            if stream is not None:
+                                await stream.aclose()
+                        case Sleep(seconds):
+                            await asyncio.sleep(seconds)
+                        case Emit(item):
+                            yield item
+                except httpx.TransportError as exc:
+                    run.fail(exc)
+        finally:
+            run.close()
+            if stream is not None:
+                await stream.aclose()

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from . import _calls
+from . import _calls, _plans
 from ._calls import Call, FileInput, Message
-from ._stream import EventFollower
+from ._plans import CloseStream, Emit, NextLine, OpenStream, ReadBody, Run, Send, Sleep
 from .config import ClientConfig, RetryPolicy
-from .errors import RateLimitedError, ServiceUnavailableError, TransportError, WaitTimeout, error_from_response
-from .models import Job, JobEvent, JobPage, JobState, JobType, Priority, QueueStats, StateEvent
-from .version import USER_AGENT
-
-RETRYABLE_STATUS = frozenset({429, 503})
+from .models import Job, JobEvent, JobPage, JobState, JobType, Priority, QueueStats
 
 
 class OffloadClient:
@@ -33,9 +30,7 @@ class OffloadClient:
                  transport: httpx.BaseTransport | None = None, config: ClientConfig | None = None) -> None:
         self.config = config or ClientConfig.resolve(gateway_url, status_url=status_url, api_key=api_key,
                                                      timeout=timeout, retry=retry or RetryPolicy())
-        self._http = httpx.Client(
-            headers={"Authorization": f"Bearer {self.config.api_key}", "User-Agent": USER_AGENT},
-            timeout=self.config.timeout, transport=transport)
+        self._http = httpx.Client(transport=transport)  # requests come whole from _calls.http_request
 
     def __enter__(self) -> "OffloadClient":
         return self
@@ -50,20 +45,25 @@ class OffloadClient:
 
     def submit_ocr(self, file: FileInput, *, filename: str | None = None, languages: str | None = None,
                    priority: Priority | str | None = None, callback_url: str | None = None,
-                   idempotency_key: str | None = None) -> Job:
-        """Submit a document (PNG, JPEG, TIFF or PDF: a path, bytes or an open binary file)."""
+                   idempotency_key: str | None = None, run_at: datetime | str | None = None,
+                   delay_seconds: float | None = None) -> Job:
+        """Submit a document (PNG, JPEG, TIFF or PDF: a path, bytes or an open binary file).
+        `run_at` (a datetime with a timezone) or `delay_seconds` schedule it for later."""
         return _calls.as_job(self._send(_calls.submit_ocr(
             file, filename=filename, languages=languages, priority=priority, callback_url=callback_url,
-            idempotency_key=idempotency_key)))
+            idempotency_key=idempotency_key, run_at=run_at, delay_seconds=delay_seconds)))
 
     def submit_llm(self, prompt: str | None = None, *, messages: list[Message] | None = None,
                    model: str | None = None, max_tokens: int | None = None, temperature: float | None = None,
                    priority: Priority | str | None = None, callback_url: str | None = None,
-                   idempotency_key: str | None = None) -> Job:
-        """Submit a chat completion: a `prompt`, or `messages` as [{"role", "content"}]."""
+                   idempotency_key: str | None = None, run_at: datetime | str | None = None,
+                   delay_seconds: float | None = None) -> Job:
+        """Submit a chat completion: a `prompt`, or `messages` as [{"role", "content"}].
+        `run_at` (a datetime with a timezone) or `delay_seconds` schedule it for later."""
         return _calls.as_job(self._send(_calls.submit_llm(
             prompt=prompt, messages=messages, model=model, max_tokens=max_tokens, temperature=temperature,
-            priority=priority, callback_url=callback_url, idempotency_key=idempotency_key)))
+            priority=priority, callback_url=callback_url, idempotency_key=idempotency_key, run_at=run_at,
+            delay_seconds=delay_seconds)))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: at once when queued or retrying, at its next checkpoint when running."""
@@ -89,13 +89,7 @@ class OffloadClient:
     def iter_jobs(self, *, state: JobState | str | None = None, type: JobType | str | None = None,  # noqa: A002
                   page_size: int = 100) -> Iterator[Job]:
         """All of this tenant's jobs, newest first, fetching pages as needed."""
-        cursor = None
-        while True:
-            page = self.list_jobs(state=state, type=type, cursor=cursor, limit=page_size)
-            yield from page.jobs
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+        return self._drive(Run(_plans.iter_jobs(self.config, state=state, type=type, page_size=page_size)))
 
     def queues(self) -> QueueStats:
         return _calls.as_queues(self._send(_calls.queues()))
@@ -108,7 +102,7 @@ class OffloadClient:
 
         A cut connection is resumed with `Last-Event-ID`, so no event is lost or repeated.
         """
-        return self._follow(job_id, last_event_id, deadline=None)
+        return self._drive(Run(_plans.follow(self.config, job_id, last_event_id, deadline=None)))
 
     def wait(self, job_id: str, *, timeout: float | None = None,
              on_event: Callable[[JobEvent], None] | None = None) -> Job:
@@ -117,86 +111,48 @@ class OffloadClient:
         Whatever the outcome (succeeded, failed, dead, cancelled) the job is returned; look at
         `job.state`. Raises `WaitTimeout` if it is not terminal within `timeout` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last: str | None = None
-        for event in self._follow(job_id, None, deadline=deadline):
-            if isinstance(event, StateEvent):
-                last = event.state.value
+        run = Run(_plans.wait(self.config, job_id, timeout))
+        for event in self._drive(run):
             if on_event:
                 on_event(event)
-        job = self.get_job(job_id)
-        if not job.is_terminal:  # the deadline passed
-            raise WaitTimeout(job_id, timeout or 0.0, last or job.state.value)
-        return job
+        return run.result
 
-    # -- plumbing ------------------------------------------------------------------------------
-
-    def _url(self, call: Call) -> str:
-        base = self.config.gateway_url if call.service == "gateway" else self.config.status_url
-        return base + call.path
+    # -- plumbing: the I/O of the plans in _plans, which make every decision ------------------
 
     def _send(self, call: Call) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                response = self._http.request(call.method, self._url(call), params=call.params, json=call.json,
-                                              files=call.files, data=call.data, headers=call.headers)
-            except httpx.ConnectError as exc:
-                # Nothing reached the service, so trying again cannot do anything twice.
-                delay = self.config.retry.delay(attempt, None)
-                if delay is None:
-                    raise TransportError(f"cannot reach {self._url(call)}: {exc}") from exc
-            except httpx.TransportError as exc:
-                raise TransportError(f"{call.method} {self._url(call)} failed: {exc}") from exc
-            else:
-                if response.status_code not in RETRYABLE_STATUS:
-                    return response
-                error = error_from_response(response)
-                delay = self.config.retry.delay(attempt, error.retry_after)
-                if delay is None:
-                    raise error
-            time.sleep(delay)
-            attempt += 1
+        run = Run(_plans.send(self.config, call))
+        for _ in self._drive(run):
+            pass  # sending emits nothing; the answer is what the plan returns
+        return run.result
 
-    def _follow(self, job_id: str, last_event_id: str | None, deadline: float | None) -> Iterator[JobEvent]:
-        follower = EventFollower(job_id, last_event_id, self.config.max_stream_reconnects)
-        url = self.config.status_url + _calls.events_path(job_id)
-        while True:
-            idle = self.config.stream_idle_timeout
-            if deadline is not None:
-                idle = min(idle, max(0.01, deadline - time.monotonic()))
-            timeout = httpx.Timeout(self.config.timeout, read=idle)
-            retry_after: float | None = None
-            try:
-                with self._http.stream("GET", url, headers=follower.request_headers(), timeout=timeout) as r:
-                    if r.status_code in RETRYABLE_STATUS:
-                        r.read()
-                        error = error_from_response(r)
-                        cause: BaseException | str = error
-                        retry_after = error.retry_after
-                    elif r.status_code >= 400:
-                        r.read()
-                        raise error_from_response(r)
-                    else:
-                        for line in r.iter_lines():
-                            event = follower.feed(line)
-                            if event is not None:
-                                yield event
-                        if follower.at_terminal:
-                            return  # the server ends the stream after the job's final state
-                        cause = "the stream ended"
-            except httpx.TransportError as exc:
-                cause = exc
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            if cause == "the stream ended" and self.get_job(job_id).is_terminal:
-                return  # it finished before our cursor: nothing more will come
-            try:
-                delay = follower.connection_lost(cause, retry_after)
-            except TransportError:
-                if isinstance(cause, (RateLimitedError, ServiceUnavailableError)):
-                    raise cause from None
-                raise
-            if deadline is not None:
-                delay = min(delay, max(0.0, deadline - time.monotonic()))
-            time.sleep(delay)
+    def _drive(self, run: Run[Any]) -> Iterator[Any]:
+        """Carry out the plan's steps; yields what it emits."""
+        stream: httpx.Response | None = None
+        lines: Iterator[str] | None = None
+        try:
+            for step in run:
+                try:
+                    match step:
+                        case Send(request):
+                            run.reply(self._http.send(request))
+                        case OpenStream(request):
+                            stream = self._http.send(request, stream=True)
+                            lines = stream.iter_lines()
+                            run.reply(stream)
+                        case ReadBody():
+                            stream.read()
+                        case NextLine():
+                            run.reply(next(lines, None))
+                        case CloseStream():
+                            if stream is not None:
+                                stream.close()
+                        case Sleep(seconds):
+                            time.sleep(seconds)
+                        case Emit(item):
+                            yield item
+                except httpx.TransportError as exc:
+                    run.fail(exc)
+        finally:
+            run.close()
+            if stream is not None:
+                stream.close()

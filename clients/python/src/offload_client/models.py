@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 class JobType(StrEnum):
     OCR = "ocr"
     LLM = "llm"
+    PROBE = "probe"
 
 
 class Priority(StrEnum):
@@ -24,6 +25,7 @@ class Priority(StrEnum):
 
 
 class JobState(StrEnum):
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -75,6 +77,7 @@ class Job(_Model):
     attempts: int = 0
     max_attempts: int = 1
     created_at: datetime
+    run_at: datetime | None = None
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

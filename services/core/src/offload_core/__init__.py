@@ -8,7 +8,8 @@ Folders are layers: each imports only the ones below it (tests/core/test_layers.
     webhooks/       signatures, the SSRF guard, delivery
     jobs/           the record, keys, Lua scripts, the API-side and worker-side stores, job metrics
     queue/          routing, the Celery app and transport, messages, scaling
+    payloads/       payloads outside the record: S3 store (SigV4), references, upload spool
     observability/  logs, tracing, Prometheus exposition
-    documents/ llm/ what OCR and LLM jobs take as input, validated
+    documents/ llm/ probe/   what OCR, LLM and probe jobs take as input, validated
     types, errors, settings, process_local   the names, exceptions and settings all of them share
 """

@@ -44,7 +44,8 @@ def _default_tessdata() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore")
+    # hide_input_in_errors: a ValidationError would otherwise print every input, secrets included.
+    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["dev", "production"] = "production"
     redis_url: str = "redis://localhost:6379/0"
@@ -60,8 +61,11 @@ class Settings(BaseSettings):
     webhook_secrets_file: Path | None = None
     # Callback hosts or CIDRs allowed even though they are private (SSRF guard exceptions).
     webhook_allowlist: str = ""
-    webhook_timeout_seconds: float = 10.0
+    # One delivery attempt, whole (resolution, connection, request and the complete answer).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     webhook_max_attempts: int = Field(default=5, ge=1)
+    # Deliveries in flight at once per gateway process.
+    webhook_concurrency: int = Field(default=16, ge=1, le=1024)
 
     # Where clients follow a job: the status service's public base URL (Location header).
     status_public_url: str = "http://localhost:8001"
@@ -74,21 +78,46 @@ class Settings(BaseSettings):
     # One access log line per API request (offload.access); probes and scrapes only when they fail.
     access_log: bool = True
 
-    # Job records, results and events live this long after the job was created or finished.
-    retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # A job's record and result live this long after the job ended; an unfinished job never expires.
+    retention_seconds: int = Field(default=7 * 24 * 3600, ge=10)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     events_maxlen: int = Field(default=10_000, ge=100)
+    # A finished job's event stream is kept this long, for live followers to read its end; later
+    # replays give the job's final state from its record.
+    events_grace_seconds: int = Field(default=120, ge=1)
 
-    # Backpressure per tenant.
+    # Backpressure per tenant: submissions per minute, unfinished jobs, and their input bytes.
     rate_limit_per_minute: int = Field(default=1200, ge=1)
     max_queued_per_tenant: int = Field(default=10_000, ge=1)
+    max_queued_bytes_per_tenant: int = Field(default=1024 * 1024 * 1024, ge=1024)
+
+    # Scheduled jobs (run_at / delay_seconds) may be due at most this far ahead.
+    max_schedule_ahead_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    # How often the gateway moves due scheduled and retrying jobs onto their queues.
+    delayed_poll_seconds: float = Field(default=0.25, gt=0, le=5)
+    # How often the gateway looks for running jobs whose lease lapsed (their worker is gone) and
+    # queues them again; recovery takes up to lease_seconds plus this.
+    lease_reaper_seconds: float = Field(default=5.0, gt=0, le=60)
+    # How often the gateway recomputes each tenant's quota counts from the job indexes (drift is
+    # corrected once seen twice), and trims indexes of expired jobs. 0 turns it off.
+    reconcile_seconds: int = Field(default=300, ge=0)
+
+    # The diagnostic job type (POST /v1/jobs/probe): `admin` tenants only (the default), `all`
+    # tenants, or `off`.
+    probe_jobs: Literal["admin", "all", "off"] = "admin"
+    probe_max_sleep_seconds: int = Field(default=300, ge=0)
+    probe_soft_time_limit_seconds: int = Field(default=330, ge=1)
+    probe_hard_time_limit_seconds: int = Field(default=360, ge=1)
+    probe_max_attempts: int = Field(default=3, ge=1)
 
     # Delivery guarantees. The visibility timeout must exceed every hard time limit, or a
     # long job is handed to a second worker while the first still runs it.
+    # kombu's own redelivery of an unacknowledged message: the last line of defence, since a lost
+    # worker's job is recovered by its lease (lease_seconds, lease_reaper_seconds).
     visibility_timeout_seconds: int = Field(default=3600, ge=5)
     lease_seconds: int = Field(default=30, ge=2)
-    # How often the gateway looks for jobs whose queue message was lost (sweeper.py); a job is
-    # looked for once it has waited this long. 0 turns the sweep off.
+    # How often the gateway looks for queued jobs whose queue message was lost (sweeper.py); a
+    # job is looked for once it has waited this long. 0 turns the sweep off.
     lost_message_sweep_seconds: int = Field(default=60, ge=0)
     retry_backoff_base_seconds: float = Field(default=2.0, ge=0)
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
@@ -107,6 +136,44 @@ class Settings(BaseSettings):
     ocr_dpi: int = Field(default=300, ge=72, le=600)
     ocr_tessdata: str = Field(default_factory=_default_tessdata)
     ocr_default_languages: str = "eng"
+
+    # Where a job's payload (the upload, the LLM request) is kept until the job ends: inline in
+    # its Redis record ("redis"), or, when "s3", in S3-compatible object storage for payloads of
+    # at least `payload_s3_threshold_bytes` (smaller ones stay inline; the record keeps the key,
+    # the SHA-256 and the size). Workers read S3 payloads whenever a record names one, so keep
+    # the S3 settings while such jobs remain, even after switching back to "redis".
+    payload_store: Literal["redis", "s3"] = "redis"
+    payload_s3_threshold_bytes: int = Field(default=64 * 1024, ge=0)
+    # The S3 API's base URL (AWS: https://s3.<region>.amazonaws.com; MinIO, Ceph, versitygw...:
+    # the server's own), the bucket, and the prefix every payload key starts with (the bucket's
+    # lifecycle rule backstops deletion under it; docs/kubernetes.md).
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = "offload/payloads/"
+    s3_region: str = "us-east-1"
+    # Credentials (SigV4), from the variables or mounted files (a Kubernetes Secret).
+    s3_access_key_id: str = Field(default="", repr=False)
+    s3_access_key_id_file: Path | None = None
+    s3_secret_access_key: str = Field(default="", repr=False)
+    s3_secret_access_key_file: Path | None = None
+    # A PEM bundle to trust instead of the system's, for a server with a private CA.
+    s3_ca_file: Path | None = None
+    # "path": <endpoint>/<bucket>/<key>, what most self-hosted servers need; "virtual":
+    # <bucket>.<endpoint host>/<key>, what AWS prefers.
+    s3_addressing: Literal["path", "virtual"] = "path"
+    s3_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # The longest wait for any single read or write on the connection (not the whole transfer).
+    s3_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Attempts per S3 call: transport errors, 5xx and 429 are tried again with backoff.
+    s3_max_attempts: int = Field(default=3, ge=1, le=10)
+
+    # OCR uploads are spooled as they arrive: in memory up to this size, then in a temporary
+    # file in `upload_spool_dir` (empty: the system's temp dir). All of a gateway's spooled
+    # files together stay under `upload_spool_max_disk_bytes` (the chart's /tmp holds 256 MiB);
+    # an upload that would go beyond it is refused with 503 + Retry-After.
+    upload_spool_memory_bytes: int = Field(default=1024 * 1024, ge=0)
+    upload_spool_dir: str = ""
+    upload_spool_max_disk_bytes: int = Field(default=192 * 1024 * 1024, ge=0)
 
     # LLM backend.
     llm_backend: Literal["openai", "llamacpp"] = "openai"
@@ -153,6 +220,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> "Settings":
         problems: list[str] = []
+        if self.probe_max_sleep_seconds >= self.probe_soft_time_limit_seconds:
+            problems.append(f"probe max sleep ({self.probe_max_sleep_seconds}s) must be below the probe soft time "
+                            f"limit ({self.probe_soft_time_limit_seconds}s)")
         for jt in JobType:
             soft, hard = self.time_limits(jt)
             if soft >= hard:
@@ -176,9 +246,37 @@ class Settings(BaseSettings):
                     problems.append(f"API keys of tenants {sorted(set(weak))} are defaults or shorter than 16 characters")
                 if any(s.lower() in KNOWN_DEFAULT_SECRETS for _, s in secrets):
                     problems.append("a webhook secret is a well-known default")
+        problems += self._s3_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _s3_problems(self) -> list[str]:
+        """With the S3 payload store, everything it needs must be there at start, not at the
+        first large upload. Messages name variables, never their values' secrets."""
+        if self.payload_store != "s3":
+            return []
+        problems = []
+        if not self.s3_endpoint_url.startswith(("http://", "https://")):
+            problems.append("OFFLOAD_PAYLOAD_STORE=s3 needs OFFLOAD_S3_ENDPOINT_URL (an http:// or https:// URL)")
+        if not self.s3_bucket:
+            problems.append("OFFLOAD_PAYLOAD_STORE=s3 needs OFFLOAD_S3_BUCKET")
+        elif self.s3_addressing == "virtual" and ("." in self.s3_bucket or self.s3_bucket.lower() != self.s3_bucket):
+            problems.append("OFFLOAD_S3_ADDRESSING=virtual needs a bucket name that is a lowercase DNS label "
+                            "without dots; use OFFLOAD_S3_ADDRESSING=path")
+        if self.s3_prefix.startswith("/"):
+            problems.append("OFFLOAD_S3_PREFIX must not start with '/'")
+        try:
+            key_id, secret = self.s3_credentials
+        except OSError as exc:
+            problems.append(f"the S3 credentials file is unreadable: {exc.strerror} ({exc.filename})")
+        else:
+            if not key_id or not secret:
+                problems.append("OFFLOAD_PAYLOAD_STORE=s3 needs OFFLOAD_S3_ACCESS_KEY_ID and OFFLOAD_S3_SECRET_ACCESS_KEY "
+                                "(or their _FILE variants)")
+        if self.s3_ca_file is not None and not self.s3_ca_file.is_file():
+            problems.append(f"OFFLOAD_S3_CA_FILE {self.s3_ca_file} is not a readable file")
+        return problems
 
     def require_api_keys(self) -> None:
         """Called by the API services at start: outside dev mode they refuse to run keyless."""
@@ -186,9 +284,8 @@ class Settings(BaseSettings):
             raise ValueError("no API keys: set OFFLOAD_API_KEYS or OFFLOAD_API_KEYS_FILE (tenant:key pairs)")
 
     def time_limits(self, job_type: JobType | str) -> tuple[int, int]:
-        if JobType(job_type) is JobType.OCR:
-            return self.ocr_soft_time_limit_seconds, self.ocr_hard_time_limit_seconds
-        return self.llm_soft_time_limit_seconds, self.llm_hard_time_limit_seconds
+        p = JobType(job_type).value
+        return getattr(self, f"{p}_soft_time_limit_seconds"), getattr(self, f"{p}_hard_time_limit_seconds")
 
     def redis_tls_options(self) -> dict[str, Any]:
         """TLS options every Redis client of ours adds (redis-py and kombu take the same names):
@@ -206,7 +303,8 @@ class Settings(BaseSettings):
                 ("list_length", "activation_list_length", "min_replicas", "max_replicas", "concurrency")}
 
     def max_attempts(self, job_type: JobType | str) -> int:
-        return self.ocr_max_attempts if JobType(job_type) is JobType.OCR else self.llm_max_attempts
+        return {JobType.OCR: self.ocr_max_attempts, JobType.LLM: self.llm_max_attempts,
+                JobType.PROBE: self.probe_max_attempts}[JobType(job_type)]
 
     @cached_property
     def api_key_pairs(self) -> list[tuple[str, str]]:
@@ -221,6 +319,14 @@ class Settings(BaseSettings):
         if self.webhook_secrets_file:
             text += "\n" + self.webhook_secrets_file.read_text()
         return parse_pairs(text)
+
+    @cached_property
+    def s3_credentials(self) -> tuple[str, str]:
+        """(access key id, secret access key): a mounted file wins over the variable."""
+        key_id = self.s3_access_key_id_file.read_text().strip() if self.s3_access_key_id_file else self.s3_access_key_id
+        secret = (self.s3_secret_access_key_file.read_text().strip() if self.s3_secret_access_key_file
+                  else self.s3_secret_access_key)
+        return key_id.strip(), secret.strip()
 
     @property
     def admin_tenant_set(self) -> frozenset[str]:

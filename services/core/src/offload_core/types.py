@@ -11,6 +11,13 @@ from enum import StrEnum
 class JobType(StrEnum):
     OCR = "ocr"
     LLM = "llm"
+    # The diagnostic type: sleeps or fails on demand, for `helm test`, synthetic probes and the
+    # benchmarks. It has no worker of its own: every worker consumes its queues.
+    PROBE = "probe"
+
+
+# The job types that have workers (and a Deployment, a ScaledObject, time limits) of their own.
+WORKER_TYPES: tuple[JobType, ...] = (JobType.OCR, JobType.LLM)
 
 
 class Priority(StrEnum):
@@ -24,6 +31,7 @@ PRIORITY_ORDER: tuple[Priority, ...] = (Priority.HIGH, Priority.NORMAL, Priority
 
 
 class JobState(StrEnum):
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -37,14 +45,23 @@ TERMINAL_STATES: frozenset[JobState] = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
 )
 
-# The only legal moves (DESIGN §3). The Lua transition scripts enforce the same table;
-# tests/core/test_types.py checks the two agree.
+# States in which a job waits for a time, in the delayed set (offload:delayed), with no message
+# on any queue: a scheduled job until its run_at, a retrying one until its backoff ends.
+DELAYED_STATES: frozenset[JobState] = frozenset({JobState.SCHEDULED, JobState.RETRYING})
+
+# The only legal moves (DESIGN §3). The Lua scripts enforce the same table;
+# tests/core/test_transitions.py runs every script from every state and checks the two agree.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # The delayed-set mover queues a scheduled job at its time; it can be cancelled before.
+    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
-        {JobState.SUCCEEDED, JobState.FAILED, JobState.RETRYING, JobState.DEAD, JobState.CANCELLED}
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.RETRYING, JobState.DEAD, JobState.CANCELLED,
+         # The run's worker was lost (its lease lapsed): the job goes back to the head of its queue.
+         JobState.QUEUED}
     ),
-    JobState.RETRYING: frozenset({JobState.RUNNING, JobState.CANCELLED}),
+    # The mover queues a retrying job when its backoff ends.
+    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     # Requeue (POST /v1/jobs/{id}/retry) is the one way out of a failed or dead job.
     JobState.FAILED: frozenset({JobState.QUEUED}),
     JobState.DEAD: frozenset({JobState.QUEUED}),

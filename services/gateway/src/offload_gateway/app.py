@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Submit OCR and LLM jobs. Every job is stored and queued before the 202 answer; "
                     "follow it on the status service (Location header).",
-        lifespan=lifespan_for(settings, sweep_lost_messages=True),
+        lifespan=lifespan_for(settings, maintenance=True),
         telemetry=FASTAPI_TELEMETRY_OFF,
     )
     install_problem_handlers(app)

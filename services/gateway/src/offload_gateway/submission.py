@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import anyio
 from fastapi.responses import JSONResponse
 
 from offload_core.jobs.store import JobStore, NewJob
 from offload_core.observability.logs import bind_job
+from offload_core.payloads.errors import PayloadUnavailable
+from offload_core.payloads.ref import PayloadRef
+from offload_core.payloads.s3 import PayloadSource, S3PayloadStore, goes_to_s3
 from offload_core.settings import Settings
 from offload_core.types import Priority
+from offload_core.web.deps import Caller
 from offload_core.web.problems import ProblemError
 from offload_core.webhooks.signing import secret_for
 from offload_core.webhooks.urlguard import Allowlist, UrlRefused, check_url
+
+log = logging.getLogger("offload.gateway")
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
@@ -37,6 +51,43 @@ def parse_callback(value: str | None, settings: Settings, tenant: str) -> str | 
     return value
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """When a job should run, as the client asked (kept in the job's params) and as a time."""
+
+    run_at: float | None  # None: now
+    asked: dict[str, Any]  # {"run_at": "..."} or {"delay_seconds": n}; {} for now
+
+
+def parse_schedule(run_at: str | None, delay_seconds: str | float | None, settings: Settings) -> Schedule:
+    """`run_at` (RFC 3339 with a UTC offset) or `delay_seconds` (0 up to the maximum), not both."""
+    limit = settings.max_schedule_ahead_seconds
+    if run_at is not None and delay_seconds is not None:
+        raise ProblemError(422, "Invalid schedule", "give run_at or delay_seconds, not both")
+    if run_at is not None:
+        try:
+            when = datetime.fromisoformat(str(run_at).strip())
+        except ValueError:
+            raise ProblemError(422, "Invalid run_at", "run_at must be an RFC 3339 time with a UTC offset, "
+                                                      "e.g. 2026-12-06T15:00:00Z") from None
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ProblemError(422, "Invalid run_at", "run_at needs a UTC offset (Z or +01:00, say): "
+                                                      "without one the time is ambiguous")
+        ts = when.timestamp()
+        if ts - time.time() > limit:
+            raise ProblemError(422, "Invalid run_at", f"run_at may be at most {limit} s ({limit / 86400:g} days) ahead")
+        return Schedule(ts, {"run_at": str(run_at).strip()})
+    if delay_seconds is not None:
+        try:
+            delay = float(delay_seconds)
+        except (TypeError, ValueError):
+            raise ProblemError(422, "Invalid delay_seconds", "delay_seconds must be a number of seconds") from None
+        if not 0 <= delay <= limit:  # (NaN fails this too)
+            raise ProblemError(422, "Invalid delay_seconds", f"delay_seconds must be from 0 to {limit}")
+        return Schedule(time.time() + delay if delay > 0 else None, {"delay_seconds": delay})
+    return Schedule(None, {})
+
+
 def parse_idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
@@ -45,6 +96,38 @@ def parse_idempotency_key(value: str | None) -> str | None:
         raise ProblemError(400, "Invalid Idempotency-Key",
                            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters")
     return value
+
+
+async def submit_with_payload(caller: Caller, new: NewJob, source: PayloadSource | bytes) -> JSONResponse:
+    """Keep the job's input where it belongs, then submit: inline in the job's record, or, with
+    the S3 payload store and an input at or above the threshold, in object storage (the record
+    then keeps its key, SHA-256 and size: a claim check). An object whose submit did not create a
+    job (a replay, a refusal, an error) is deleted again."""
+    payloads = caller.payloads
+    size = len(source) if isinstance(source, bytes) else source.size
+    if payloads is None or not goes_to_s3(caller.settings, size):
+        data = source if isinstance(source, bytes) else await anyio.to_thread.run_sync(source.read_all)
+        return await submit(caller.store, replace(new, payload=data))
+    job_id = str(uuid.uuid4())
+    ref = await payloads.put(payloads.key_for(job_id), source)
+    new = replace(new, job_id=job_id, payload=b"", payload_ref=ref.to_json(), payload_size=ref.size,
+                  payload_sha256=ref.sha256)
+    try:
+        response = await submit(caller.store, new)
+    except BaseException:
+        await drop_payload(payloads, ref)
+        raise
+    if response.status_code != 202:  # a replay of an earlier job: this copy is not used
+        await drop_payload(payloads, ref)
+    return response
+
+
+async def drop_payload(payloads: S3PayloadStore, ref: PayloadRef) -> None:
+    """Delete an input from object storage; a failure leaves it to the bucket's lifecycle rule."""
+    try:
+        await payloads.adelete(ref)
+    except PayloadUnavailable as exc:  # the bucket's lifecycle rule removes it later
+        log.warning("could not delete the unused payload %s: %s", ref.key, exc)
 
 
 async def submit(store: JobStore, new: NewJob) -> JSONResponse:
@@ -75,4 +158,9 @@ async def submit(store: JobStore, new: NewJob) -> JSONResponse:
         raise ProblemError(429, "Queued-job quota exceeded",
                            f"your tenant already has {store.settings.max_queued_per_tenant} unfinished jobs; "
                            "wait for some to finish", headers={"Retry-After": str(outcome.retry_after)})
+    if outcome.status == "bytes_exceeded":
+        raise ProblemError(429, "Queued-bytes quota exceeded",
+                           f"your tenant's unfinished jobs would hold more than "
+                           f"{store.settings.max_queued_bytes_per_tenant} bytes of input; wait for some to finish",
+                           headers={"Retry-After": str(outcome.retry_after)})
     raise RuntimeError(f"unexpected submit outcome {outcome.status}")

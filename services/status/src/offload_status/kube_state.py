@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from offload_core.types import JobType
+from offload_core.types import WORKER_TYPES
 
 KubeObject = dict[str, Any]
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 # The chart's component label of each worker -> the job type it runs.
-WORKER_COMPONENTS = {f"worker-{jt.value}": jt for jt in JobType}
+WORKER_COMPONENTS = {f"worker-{jt.value}": jt for jt in WORKER_TYPES}
 
 # KEDA's defaults when a ScaledObject leaves the bounds out.
 KEDA_DEFAULT_MIN_REPLICAS, KEDA_DEFAULT_MAX_REPLICAS = 0, 100

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from offload_core.jobs.record import Job
-from offload_core.queue.scaling import desired_replicas
-from offload_core.types import JobState, JobType
+from offload_core.queue.scaling import desired_replicas, scaled_queues
+from offload_core.types import WORKER_TYPES, JobState, JobType
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
@@ -94,8 +94,8 @@ async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any
     settings = caller.settings
     stats = await caller.store.queue_stats()
     workers = {}
-    for jt in JobType:
-        backlog = sum(q["depth"] for name, q in stats["queues"].items() if name.startswith(f"{jt.value}."))
+    for jt in WORKER_TYPES:
+        backlog = sum(stats["queues"][q]["depth"] for q in scaled_queues(jt))
         running = stats["running_by_type"][jt.value]
         scaling = settings.scaling(jt)
         workers[jt.value] = {
@@ -111,16 +111,10 @@ async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any
     return stats
 
 
-@router.get("/dead-letters", responses=_COMMON, summary="Dead jobs (all tenants for admin keys)")
+@router.get("/dead-letters", responses=_COMMON, summary="Dead jobs, newest first (all tenants for admin keys)")
 async def dead_letters(caller: AuthenticatedCaller,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    store, principal = caller.store, caller.principal
+    principal = caller.principal
     base = caller.settings.status_public_url.rstrip("/")
-    out = []
-    for job_id in await store.dead_jobs(limit if principal.admin else 1000):
-        job = await store.get(job_id, None if principal.admin else principal.tenant)
-        if job is not None:
-            out.append(job.to_api(status_base_url=base))
-        if len(out) >= limit:
-            break
-    return {"jobs": out}
+    jobs = await caller.store.dead_jobs(None if principal.admin else principal.tenant, limit)
+    return {"jobs": [job.to_api(status_base_url=base) for job in jobs]}

@@ -129,6 +129,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON: job records (
 CallbackOpt = Annotated[str | None, typer.Option("--callback-url", help="POST the job summary here when it ends.")]
 IdemOpt = Annotated[str | None, typer.Option("--idempotency-key", help="Resubmitting with the same key returns the "
                                                                        "first job [default: a new key per job].")]
+AtOpt = Annotated[str | None, typer.Option("--at", help="Run at this time (RFC 3339 with a UTC offset, e.g. "
+                                                        "2026-12-06T15:00:00Z); the job is scheduled until then.")]
+DelayOpt = Annotated[float | None, typer.Option("--delay", min=0, help="Run this many seconds from now.")]
 
 
 @submit_app.command("ocr")
@@ -145,6 +148,8 @@ def submit_ocr(
     as_json: JsonOpt = False,
     callback_url: CallbackOpt = None,
     idempotency_key: IdemOpt = None,
+    at: AtOpt = None,
+    delay: DelayOpt = None,
 ) -> None:
     """Submit documents for OCR, one job per file."""
     if idempotency_key and len(files) > 1:
@@ -153,7 +158,7 @@ def submit_ocr(
     with sync_client(ctx) as client:
         for path in files:
             job = client.submit_ocr(path, languages=languages, priority=priority, callback_url=callback_url,
-                                    idempotency_key=idempotency_key)
+                                    idempotency_key=idempotency_key, run_at=at, delay_seconds=delay)
             followed.append(Followed(job=job, label=path.name, source_name=path.name))
             announce(job, path.name, wait=wait, as_json=as_json)
     if wait:
@@ -179,6 +184,8 @@ def submit_llm(
     as_json: JsonOpt = False,
     callback_url: CallbackOpt = None,
     idempotency_key: IdemOpt = None,
+    at: AtOpt = None,
+    delay: DelayOpt = None,
 ) -> None:
     """Submit a prompt to the LLM worker."""
     if prompt == "-":
@@ -191,7 +198,7 @@ def submit_llm(
     with sync_client(ctx) as client:
         job = client.submit_llm(prompt, messages=messages, model=model, max_tokens=max_tokens,
                                 temperature=temperature, priority=priority, callback_url=callback_url,
-                                idempotency_key=idempotency_key)
+                                idempotency_key=idempotency_key, run_at=at, delay_seconds=delay)
     label = " ".join((prompt or (system or "")).split())[:40]
     announce(job, label, wait=wait, as_json=as_json)
     if wait:
@@ -203,8 +210,9 @@ def submit_llm(
 def announce(job: Job, label: str, *, wait: bool, as_json: bool) -> None:
     if not wait:  # stdout: the id alone (or the record as one JSON line), for scripts
         out.print(job.model_dump_json() if as_json else job.id, markup=False)
+    when = f", scheduled for {job.run_at.isoformat()}" if job.run_at else ""
     err.print(f"[dim]submitted[/] {job.type.value} job [bold]{job.id}[/] ({escape(label)}) "
-              f"[dim]priority {job.priority.value}[/]", markup=True)
+              f"[dim]priority {job.priority.value}{when}[/]", markup=True)
 
 
 # -- following -----------------------------------------------------------------------------------

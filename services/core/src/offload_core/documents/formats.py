@@ -2,7 +2,9 @@
 
 The gateway calls `sniff` and `inspect` to refuse a bad upload with a 4xx before it is queued;
 worker-ocr calls them again (the payload store is not a trust boundary it controls) and then
-reads the pages with `iter_pages`.
+reads the pages with `iter_pages`. `inspect` reads bytes, or a file (a path or a binary file
+object: the gateway's spooled upload) without copying it into memory: the file is mapped
+read-only, and Pillow and PDFium read from it.
 
 - `sniff` looks at magic bytes only, never at the client's content type.
 - `inspect` reads structure, never pixels: page count and page sizes come from the PNG, JPEG
@@ -23,11 +25,15 @@ from __future__ import annotations
 
 import io
 import math
+import mmap
+import os
 import struct
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Iterator
+from typing import BinaryIO, Union
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -87,26 +93,81 @@ class DocumentInfo:
 
 _PDFIUM_LOCK = threading.RLock()  # re-entrant: a generator finaliser may close a PDF mid-call
 
+# What `inspect` reads: the bytes, a path to the file, or a binary file object.
+DocumentSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
+
+
+@dataclass(frozen=True)
+class _Document:
+    """One document, two views of it: `data` for the structure walks (the bytes, or the file
+    mapped read-only, which supports the same indexing, slicing, `find` and `struct` reads), and
+    `native` for Pillow and PDFium to open (the bytes, the path, or the file object)."""
+
+    data: bytes | mmap.mmap
+    native: bytes | str | BinaryIO
+
+    def image_stream(self) -> BinaryIO:
+        """A stream for Pillow, which closes what it is given when the image is closed."""
+        if isinstance(self.native, bytes):
+            return io.BytesIO(self.native)  # shares the bytes, copies nothing
+        if isinstance(self.native, str):
+            return open(self.native, "rb")
+        return os.fdopen(os.dup(self.native.fileno()), "rb")  # the caller's file stays open
+
+
+@contextmanager
+def _mapped(file: BinaryIO) -> Iterator[bytes | mmap.mmap]:
+    if os.fstat(file.fileno()).st_size == 0:
+        yield b""  # an empty file cannot be mapped
+        return
+    view = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield view
+    finally:
+        view.close()
+
+
+@contextmanager
+def _document(source: DocumentSource) -> Iterator[_Document]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = source if isinstance(source, bytes) else bytes(source)
+        yield _Document(data, data)
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        with open(path, "rb") as file, _mapped(file) as data:
+            yield _Document(data, path)
+    else:
+        try:
+            source.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):  # in memory (BytesIO): read it
+            source.seek(0)
+            data = source.read()
+            yield _Document(data, data)
+            return
+        with _mapped(source) as data:
+            yield _Document(data, source)
+
 
 # --------------------------------------------------------------------------- sniffing
 
 
-def sniff(data: bytes) -> DocumentKind:
+def sniff(data: bytes | mmap.mmap) -> DocumentKind:
     """The document's kind, from its first bytes; `DocumentRejected` if it is none we accept."""
     if not data:
         raise DocumentRejected("the file is empty; upload a PNG, JPEG, TIFF or PDF document")
+    head = bytes(data[:_PDF_WINDOW])
     kind: DocumentKind | None = None
-    if data.startswith(_PNG_SIGNATURE):
+    if head.startswith(_PNG_SIGNATURE):
         kind = DocumentKind.PNG
-    elif data.startswith(_JPEG_SOI):
+    elif head.startswith(_JPEG_SOI):
         kind = DocumentKind.JPEG
-    elif data.startswith((_TIFF_LE, _TIFF_BE)):
+    elif head.startswith((_TIFF_LE, _TIFF_BE)):
         kind = DocumentKind.TIFF
-    elif data.startswith(_BIGTIFF):
+    elif head.startswith(_BIGTIFF):
         raise DocumentRejected(
             "BigTIFF files are not supported; save the image as a standard TIFF, PNG or PDF", unsupported_type=True
         )
-    has_pdf_header = _PDF_HEADER in data[:_PDF_WINDOW]
+    has_pdf_header = _PDF_HEADER in head
     if kind is not None and has_pdf_header:
         # A file two readers would each accept is a polyglot: what the gateway checked and
         # what some other reader sees could differ. Nobody scans one by accident.
@@ -126,22 +187,29 @@ def sniff(data: bytes) -> DocumentKind:
 # --------------------------------------------------------------------------- inspection
 
 
-def inspect(data: bytes, *, max_pages: int, max_pixels: int, dpi: int) -> DocumentInfo:
+def inspect(source: DocumentSource, *, max_pages: int, max_pixels: int, dpi: int) -> DocumentInfo:
     """Kind, page count and page sizes, checked against the limits, without decoding pixels.
 
-    Raises `DocumentRejected` for unknown, damaged, truncated, encrypted or ambiguous files,
-    too many pages, or a page over `max_pixels` (PDF pages measured at `dpi`).
+    `source` is the document's bytes, a path to it, or a binary file object (read from its
+    start); a file is mapped, not copied into memory. Raises `DocumentRejected` for unknown,
+    damaged, truncated, encrypted or ambiguous files, too many pages, or a page over
+    `max_pixels` (PDF pages measured at `dpi`).
     """
-    kind = sniff(data)
+    with _document(source) as doc:
+        return _inspect(doc, max_pages=max_pages, max_pixels=max_pixels, dpi=dpi)
+
+
+def _inspect(doc: _Document, *, max_pages: int, max_pixels: int, dpi: int) -> DocumentInfo:
+    kind = sniff(doc.data)
     if kind is DocumentKind.PDF:
-        sizes = _pdf_page_sizes(data, max_pages=max_pages, dpi=dpi)
+        sizes = _pdf_page_sizes(doc, max_pages=max_pages, dpi=dpi)
     else:
-        sizes = _IMAGE_WALKERS[kind](data, max_pages)
+        sizes = _IMAGE_WALKERS[kind](doc.data, max_pages)
         _check_page_count(kind, len(sizes), max_pages)
     for number, (width, height) in enumerate(sizes, start=1):
         _check_page_size(kind, number, width, height, max_pixels=max_pixels, dpi=dpi)
     if kind is not DocumentKind.PDF:
-        _confirm_pillow_reads(data, kind, sizes, max_pixels)
+        _confirm_pillow_reads(doc, kind, sizes, max_pixels)
     return DocumentInfo(kind=kind, pages=len(sizes), page_sizes=tuple(sizes))
 
 
@@ -281,7 +349,7 @@ def _tiff_sizes(data: bytes, max_pages: int) -> list[tuple[int, int]]:
     or pixel data beyond the end of the file, and reads each page's size from its tags.
     """
     kind = DocumentKind.TIFF
-    order = "<" if data.startswith(_TIFF_LE) else ">"
+    order = "<" if data[:4] == _TIFF_LE else ">"
     if len(data) < 8:
         raise _damaged(kind, "the header is incomplete")
     (offset,) = struct.unpack_from(order + "I", data, 4)
@@ -369,10 +437,10 @@ def _allow_pillow_up_to(max_pixels: int) -> None:
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def _open_image(data: bytes, kind: DocumentKind, max_pixels: int) -> Image.Image:
+def _open_image(doc: _Document, kind: DocumentKind, max_pixels: int) -> Image.Image:
     _allow_pillow_up_to(max_pixels)
     try:
-        return Image.open(io.BytesIO(data), formats=[kind.label])
+        return Image.open(doc.image_stream(), formats=[kind.label])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DocumentRejected(
             f"the {kind.label} is larger than the limit of {_megapixels(max_pixels)} ({exc})"
@@ -381,9 +449,9 @@ def _open_image(data: bytes, kind: DocumentKind, max_pixels: int) -> Image.Image
         raise _damaged(kind, f"{type(exc).__name__}: {exc}") from None
 
 
-def _confirm_pillow_reads(data: bytes, kind: DocumentKind, sizes: list[tuple[int, int]], max_pixels: int) -> None:
+def _confirm_pillow_reads(doc: _Document, kind: DocumentKind, sizes: list[tuple[int, int]], max_pixels: int) -> None:
     """Pillow, which decodes the pages later, must parse every header and agree on the sizes."""
-    image = _open_image(data, kind, max_pixels)
+    image = _open_image(doc, kind, max_pixels)
     try:
         for index, expected in enumerate(sizes):
             _seek(image, kind, index)
@@ -405,11 +473,13 @@ def _seek(image: Image.Image, kind: DocumentKind, index: int) -> None:
 # --- PDF
 
 
-def _open_pdf(data: bytes) -> pdfium.PdfDocument:
-    if _PDF_EOF not in data[-_PDF_WINDOW:]:
+def _open_pdf(doc: _Document) -> pdfium.PdfDocument:
+    if _PDF_EOF not in doc.data[-_PDF_WINDOW:]:
         raise DocumentRejected("the PDF is truncated (its end-of-file marker is missing); upload the complete file")
+    if not isinstance(doc.native, (bytes, str)):
+        doc.native.seek(0)
     try:
-        return pdfium.PdfDocument(data)
+        return pdfium.PdfDocument(doc.native)
     except pdfium.PdfiumError as exc:
         if exc.err_code == pdfium_c.FPDF_ERR_PASSWORD:
             raise DocumentRejected("the PDF is encrypted; remove the password and upload it again") from None
@@ -420,9 +490,9 @@ def _open_pdf(data: bytes) -> pdfium.PdfDocument:
         raise _damaged(DocumentKind.PDF, "no readable page table") from None
 
 
-def _pdf_page_sizes(data: bytes, *, max_pages: int, dpi: int) -> list[tuple[int, int]]:
+def _pdf_page_sizes(doc: _Document, *, max_pages: int, dpi: int) -> list[tuple[int, int]]:
     with _PDFIUM_LOCK:
-        pdf = _open_pdf(data)
+        pdf = _open_pdf(doc)
         try:
             pages = len(pdf)
             _check_page_count(DocumentKind.PDF, pages, max_pages)
@@ -453,14 +523,15 @@ def iter_pages(data: bytes, *, dpi: int, max_pages: int, max_pixels: int) -> Ite
     known. Decoding failures become `DocumentRejected` naming the page.
     """
     info = inspect(data, max_pages=max_pages, max_pixels=max_pixels, dpi=dpi)
+    doc = _Document(data, data)
     if info.kind is DocumentKind.PDF:
-        yield from _pdf_pages(data, info, dpi)
+        yield from _pdf_pages(doc, info, dpi)
     else:
-        yield from _image_pages(data, info, max_pixels)
+        yield from _image_pages(doc, info, max_pixels)
 
 
-def _image_pages(data: bytes, info: DocumentInfo, max_pixels: int) -> Iterator[Image.Image]:
-    image = _open_image(data, info.kind, max_pixels)
+def _image_pages(doc: _Document, info: DocumentInfo, max_pixels: int) -> Iterator[Image.Image]:
+    image = _open_image(doc, info.kind, max_pixels)
     try:
         for index in range(info.pages):
             _seek(image, info.kind, index)
@@ -505,9 +576,9 @@ def _greyscale(frame: Image.Image) -> Image.Image:
     return grey
 
 
-def _pdf_pages(data: bytes, info: DocumentInfo, dpi: int) -> Iterator[Image.Image]:
+def _pdf_pages(doc: _Document, info: DocumentInfo, dpi: int) -> Iterator[Image.Image]:
     with _PDFIUM_LOCK:
-        pdf = _open_pdf(data)
+        pdf = _open_pdf(doc)
     try:
         for index in range(info.pages):
             with _PDFIUM_LOCK:

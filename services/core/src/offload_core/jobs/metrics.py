@@ -8,6 +8,11 @@
     offload_job_queue_wait_seconds{type,priority}          worker: enqueue -> start of the first run
     offload_lost_messages_requeued_total{type}             gateway: the lost-message sweep gave a
                                                            job a new queue message (sweeper.py)
+    offload_lost_runs_requeued_total{type}                 gateway: a running job whose lease lapsed
+                                                           (its worker is gone) was queued again
+    offload_delayed_jobs_moved_total{type}                 gateway: scheduled or retrying jobs queued
+                                                           at their time (maintenance/mover.py)
+    offload_missing_records_total{type}                    worker: a message named a job with no record
 
 Workers observe these in their job processes; `offload_core.observability.multiprocess` makes the
 worker's port report the sum over all of them (prefork), including processes already recycled.
@@ -37,6 +42,11 @@ JOB_QUEUE_WAIT_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
 LOST_MESSAGES_REQUEUED = Counter("offload_lost_messages_requeued_total",
                                  "Jobs queued again because their queue message was lost", ["type"])
+LOST_RUNS_REQUEUED = Counter("offload_lost_runs_requeued_total",
+                             "Running jobs queued again because their lease lapsed (their worker was lost)", ["type"])
+DELAYED_MOVED = Counter("offload_delayed_jobs_moved_total",
+                        "Scheduled and retrying jobs queued when they became due", ["type"])
+MISSING_RECORDS = Counter("offload_missing_records_total", "Messages for a job that has no record", ["type"])
 
 
 def submitted(job_type: JobType, priority: Priority) -> None:
@@ -45,6 +55,18 @@ def submitted(job_type: JobType, priority: Priority) -> None:
 
 def lost_message_requeued(job_type: JobType) -> None:
     LOST_MESSAGES_REQUEUED.labels(type=job_type.value).inc()
+
+
+def lost_run_requeued(job_type: JobType) -> None:
+    LOST_RUNS_REQUEUED.labels(type=job_type.value).inc()
+
+
+def delayed_moved(job_type: JobType) -> None:
+    DELAYED_MOVED.labels(type=job_type.value).inc()
+
+
+def missing_record(job_type: JobType) -> None:
+    MISSING_RECORDS.labels(type=job_type.value).inc()
 
 
 def run_started(job: Job) -> None:

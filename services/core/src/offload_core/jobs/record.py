@@ -1,7 +1,9 @@
 """The job record: its fields, and how it is stored as a Redis hash of strings.
 
 Times are Unix seconds (floats) in the store and ISO 8601 in the API. Nested fields (progress,
-error, params) are JSON strings in the hash.
+error, params) are JSON strings in the hash. The same hash also carries the job's input
+(`payload`), its result (`result`) and, while it waits in the delayed set, the queue message
+that will run it (`message`): the store reads those separately (RECORD_FIELDS leaves them out).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Job(BaseModel):
     attempts: int = 0
     max_attempts: int = 1
     created_at: float
+    run_at: float | None = None  # a scheduled job's time
     queued_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -52,6 +55,10 @@ class Job(BaseModel):
     worker: str | None = None
     result_writes: int = 0
     webhook: dict[str, Any] | None = None
+    queue: str = ""  # the Redis list its message goes to (routing.queue_name, set at submit)
+    payload_bytes: int = 0  # the input's size: what the tenant's byte quota counts
+    payload_ref: str | None = None  # the input in object storage (offload_core.payloads), else inline
+    final_event: str | None = None  # the stream id of the terminal state event (replayed from here)
 
     @classmethod
     def from_hash(cls, raw: dict[bytes | str, bytes | str]) -> "Job":
@@ -66,6 +73,7 @@ class Job(BaseModel):
             attempts=int(h.get("attempts") or 0),
             max_attempts=int(h.get("max_attempts") or 1),
             created_at=float(h["created_at"]),
+            run_at=_float_or_none(h.get("run_at")),
             queued_at=_float_or_none(h.get("queued_at")),
             started_at=_float_or_none(h.get("started_at")),
             finished_at=_float_or_none(h.get("finished_at")),
@@ -79,6 +87,10 @@ class Job(BaseModel):
             worker=h.get("worker") or None,
             result_writes=int(h.get("result_writes") or 0),
             webhook=_json_or_none(h.get("webhook")),
+            queue=h.get("queue") or "",
+            payload_bytes=int(h.get("payload_bytes") or 0),
+            payload_ref=h.get("payload_ref") or None,
+            final_event=h.get("final_event") or None,
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -93,10 +105,14 @@ class Job(BaseModel):
             "max_attempts": str(self.max_attempts),
             "created_at": repr(self.created_at),
             "params": json.dumps(self.params, separators=(",", ":")),
+            "queue": self.queue,
+            "payload_bytes": str(self.payload_bytes),
         }
-        if self.queued_at is not None:
-            h["queued_at"] = repr(self.queued_at)
-        for name in ("idempotency_key", "callback_url", "trace_id"):
+        for name in ("run_at", "queued_at"):
+            value = getattr(self, name)
+            if value is not None:
+                h[name] = repr(value)
+        for name in ("idempotency_key", "callback_url", "trace_id", "payload_ref"):
             value = getattr(self, name)
             if value:
                 h[name] = value
@@ -112,6 +128,7 @@ class Job(BaseModel):
             "attempts": self.attempts,
             "max_attempts": self.max_attempts,
             "created_at": iso(self.created_at),
+            "run_at": iso(self.run_at),
             "queued_at": iso(self.queued_at),
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
@@ -130,6 +147,22 @@ class Job(BaseModel):
             },
         }
         return body
+
+
+# The fields a reader of the record asks for (the hash also holds the input and the result).
+RECORD_FIELDS: tuple[str, ...] = (
+    "id", "type", "tenant", "priority", "state", "progress", "attempts", "max_attempts", "created_at", "run_at",
+    "queued_at", "started_at", "finished_at", "retry_at", "error", "params", "idempotency_key", "callback_url",
+    "trace_id", "cancel_requested", "worker", "result_writes", "webhook", "queue", "payload_bytes", "payload_ref",
+    "final_event",
+)
+
+
+def from_fields(values: list[bytes | str | None]) -> "Job | None":
+    """A record read with HMGET RECORD_FIELDS (None when the job does not exist)."""
+    if values[0] is None:
+        return None
+    return Job.from_hash({k: v for k, v in zip(RECORD_FIELDS, values) if v is not None})
 
 
 def iso(ts: float | None) -> str | None:

@@ -26,7 +26,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
-from redis.exceptions import NoScriptError, TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _Call = tuple[Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 

@@ -1,7 +1,7 @@
-"""The job store as the APIs use it (asyncio): submit, cancel, requeue, read, list, follow.
+"""The job store as the APIs use it (asyncio): submit, cancel, requeue, read, list, replay, follow.
 
-Every write is one Lua script from `offload_core.jobs.scripts`; reads are plain commands. Redis errors
-surface as `StoreUnavailable`, which the APIs turn into 503 + Retry-After.
+Every write is one Lua script from `offload_core.jobs.scripts`; reads are plain commands. Redis
+errors surface as `StoreUnavailable`, which the APIs turn into 503 + Retry-After.
 """
 
 from __future__ import annotations
@@ -23,18 +23,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from offload_core.errors import StoreFull, StoreUnavailable
 from offload_core.jobs import keys, scripts
 from offload_core.jobs import metrics as job_metrics
-from offload_core.jobs.record import Job, as_text
+from offload_core.jobs.events import replay
+from offload_core.jobs.record import RECORD_FIELDS, Job, as_text, from_fields
 from offload_core.jobs.script_batch import ScriptBatch
 from offload_core.observability.tracing import current_trace_id, publish_span
 from offload_core.queue.messages import build_task_message
-from offload_core.queue.routing import ALL_QUEUES, TASK_NAMES, queue_name, queues_for
+from offload_core.queue.routing import ALL_QUEUES, TASK_NAMES, queue_name
+from offload_core.queue.scaling import scaled_queues
 from offload_core.settings import Settings
 from offload_core.types import JobState, JobType, Priority
 
 
 @dataclass(frozen=True)
 class SubmitOutcome:
-    status: str  # created | existing | conflict | rate_limited | quota_exceeded
+    status: str  # created | existing | conflict | rate_limited | quota_exceeded | bytes_exceeded
     job_id: str
     retry_after: int = 0
     job: Job | None = None  # the new record, when created
@@ -45,20 +47,29 @@ class NewJob:
     type: JobType
     tenant: str
     priority: Priority
-    payload: bytes
+    payload: bytes  # the input, kept in the record; b"" when it lives in object storage (payload_ref)
     params: dict[str, Any]
     idempotency_key: str | None = None
     callback_url: str | None = None
     trace_id: str | None = None  # the submitting request's trace (offload_core.observability.tracing)
+    run_at: float | None = None  # when to run it (Unix seconds); None: now
+    payload_ref: str | None = None  # the input in object storage (offload_core.payloads)
+    payload_size: int | None = None  # its size and SHA-256 (hex), when it is there
+    payload_sha256: str | None = None
+    job_id: str | None = None  # made by the caller when it needs the id first (an S3 object key)
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.payload_size if self.payload_ref is not None and self.payload_size is not None else len(self.payload)
 
     def digest(self) -> str:
         """What makes two submissions 'the same body' for Idempotency-Key."""
         h = hashlib.sha256()
         for part in (self.type.value, self.priority.value, self.callback_url or "",
-                     json.dumps(self.params, sort_keys=True)):
+                     json.dumps(self.params, sort_keys=True)):  # params carry the schedule as asked
             h.update(part.encode())
             h.update(b"\0")
-        h.update(self.payload)
+        h.update(self.payload if self.payload_ref is None else (self.payload_sha256 or "").encode())
         return h.hexdigest()
 
 
@@ -89,42 +100,46 @@ class JobStore:
         self.app = celery_app or message_app()
         # Submits made while one is on its way to Redis share the next round trip (group commit).
         self._submit = ScriptBatch(redis, scripts.SUBMIT.source, timeout_seconds=STORE_TIMEOUT_SECONDS)
-        self._cancel = scripts.CANCEL.register(redis)
+        self._finish = scripts.FINISH.register(redis)
         self._requeue = scripts.REQUEUE.register(redis)
+        self._dead_letters = scripts.DEAD_LETTERS.register(redis)
 
     # -- writes -----------------------------------------------------------------------------
 
     async def submit(self, new: NewJob) -> SubmitOutcome:
         s = self.settings
         now = time.time()
-        job_id = str(uuid.uuid4())
-        job = Job(
-            id=job_id, type=new.type, tenant=new.tenant, priority=new.priority, state=JobState.QUEUED,
-            max_attempts=s.max_attempts(new.type), created_at=now, queued_at=now, params=new.params,
-            idempotency_key=new.idempotency_key, callback_url=new.callback_url, trace_id=new.trace_id,
-        )
+        job_id = new.job_id or str(uuid.uuid4())
         queue = queue_name(new.type, new.priority)
+        scheduled = new.run_at is not None and new.run_at > now
+        job = Job(
+            id=job_id, type=new.type, tenant=new.tenant, priority=new.priority,
+            state=JobState.SCHEDULED if scheduled else JobState.QUEUED, max_attempts=s.max_attempts(new.type),
+            created_at=now, run_at=new.run_at if scheduled else None, queued_at=None if scheduled else now,
+            params=new.params, idempotency_key=new.idempotency_key, callback_url=new.callback_url,
+            trace_id=new.trace_id, queue=queue, payload_bytes=new.payload_bytes, payload_ref=new.payload_ref,
+        )
         minute = int(now // 60)
         fields = json.dumps([x for kv in job.to_hash().items() for x in kv], separators=(",", ":"))
         idem = new.idempotency_key or ""
         # The body's digest only matters to a key's later replays; hashing every payload (up to
         # an OCR upload's megabytes) when no key was sent would be pure cost.
         digest = new.digest() if idem else ""
+        tag = str(uuid.uuid4())
         # publish_span yields the trace context the message carries: the worker's run continues the trace.
         with publish_span(TASK_NAMES[new.type], queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
-                                         tenant=new.tenant, headers=trace_headers)
+                                         tenant=new.tenant, headers=trace_headers, delivery_tag=tag)
             async with _unavailable_as_error(deadline=False):  # the batch keeps the deadline
                 submit_keys, submit_args = scripts.SUBMIT.layout(dict(
                     idem_key=keys.idempotency(new.tenant, idem), rate_key=keys.tenant_rate(new.tenant, minute),
-                    active_key=keys.tenant_active(new.tenant), job_key=keys.job(job_id),
-                    payload_key=keys.payload(job_id), events_key=keys.events(job_id),
-                    tenant_jobs_key=keys.tenant_jobs(new.tenant), queue_key=queue, counters_key=keys.COUNTERS,
-                    pending_key=keys.PENDING,
-                    job_id=job_id, digest=digest, idem_ttl=s.idempotency_ttl_seconds,
-                    rate_limit=s.rate_limit_per_minute, max_active=s.max_queued_per_tenant, now=repr(now),
-                    payload=new.payload, message=message, events_maxlen=s.events_maxlen,
-                    retention=s.retention_seconds, has_idem="1" if idem else "0", rate_ttl=120, fields=fields,
+                    usage_key=keys.tenant_usage(new.tenant), job_key=keys.job(job_id), queue_key=queue,
+                    pending_key=keys.PENDING, delayed_key=keys.DELAYED, tenant_jobs_key=keys.tenant_jobs(new.tenant),
+                    job_id=job_id, digest=digest, idem_ttl=s.idempotency_ttl_seconds, has_idem="1" if idem else "0",
+                    rate_limit=s.rate_limit_per_minute, rate_ttl=120, max_active=s.max_queued_per_tenant,
+                    max_bytes=s.max_queued_bytes_per_tenant, now=repr(now),
+                    due=repr(new.run_at) if scheduled else "", fields=fields, payload=new.payload,
+                    payload_bytes=new.payload_bytes, message=message, message_tag=tag,
                 ))
                 status, ident = await self._submit(keys=submit_keys, args=submit_args)
         status = as_text(status)
@@ -133,22 +148,26 @@ class JobStore:
         retry_after = 0
         if status == "rate_limited":
             retry_after = max(1, int(60 - now % 60) + 1)
-        elif status == "quota_exceeded":
+        elif status in ("quota_exceeded", "bytes_exceeded"):
             retry_after = 30
         return SubmitOutcome(status=status, job_id=as_text(ident), retry_after=retry_after,
                              job=job if status == "created" else None)
 
     async def cancel(self, job_id: str, tenant: str) -> tuple[str, str | None]:
-        s = self.settings
+        """Cancel for `tenant`: ("cancelled" | "cancelling" | "terminal" | "missing", the job's state)."""
         if not _looks_like_id(job_id):
             return "missing", None
+        job = await self.get(job_id, tenant)
+        if job is None:
+            return "missing", None
         async with _unavailable_as_error():
-            out = await self._cancel(
-                job_key=keys.job(job_id), events_key=keys.events(job_id), payload_key=keys.payload(job_id),
-                active_key=keys.tenant_active(tenant), counters_key=keys.COUNTERS, pending_key=keys.PENDING,
-                tenant=tenant, now=repr(time.time()), events_maxlen=s.events_maxlen, retention=s.retention_seconds,
-            )
-        return as_text(out[0]), (as_text(out[1]) if len(out) > 1 else None)
+            out = await self._finish(**keys.finish_keys(job.id, job.type, job.tenant, job.queue), mode="cancel", worker_id="", tenant=tenant,
+                                     new_state="cancelled", now=repr(time.time()), result_json="", error_json="null",
+                                     retry_at="", message="", message_tag="", **self._finish_limits())
+        status, state = as_text(out[0]), (as_text(out[1]) if len(out) > 1 else None)
+        if status == "ok":
+            return "cancelled", state
+        return status, state
 
     async def requeue(self, job_id: str, tenant: str | None) -> tuple[str, str | None]:
         """Put a failed or dead job back on its queue. `tenant=None` acts for an admin."""
@@ -156,20 +175,25 @@ class JobStore:
         job = await self.get(job_id, tenant)
         if job is None:
             return "missing", None
-        queue = queue_name(job.type, job.priority)
-        with publish_span(TASK_NAMES[job.type], queue, job_id) as trace_headers:
-            message = build_task_message(self.app, job_id=job_id, job_type=job.type, queue=queue,
-                                         tenant=job.tenant, headers=trace_headers)
+        tag = str(uuid.uuid4())
+        with publish_span(TASK_NAMES[job.type], job.queue, job_id) as trace_headers:
+            message = build_task_message(self.app, job_id=job_id, job_type=job.type, queue=job.queue,
+                                         tenant=job.tenant, headers=trace_headers, delivery_tag=tag)
             async with _unavailable_as_error():
                 out = await self._requeue(
-                    job_key=keys.job(job_id), events_key=keys.events(job_id), payload_key=keys.payload(job_id),
-                    active_key=keys.tenant_active(job.tenant), dead_key=keys.DEAD, queue_key=queue,
-                    counters_key=keys.COUNTERS, pending_key=keys.PENDING,
-                    tenant=tenant or "", now=repr(time.time()), message=message, events_maxlen=s.events_maxlen,
-                    max_active=s.max_queued_per_tenant, retention=s.retention_seconds,
-                    trace_id=current_trace_id() or "",
+                    job_key=keys.job(job_id), events_key=keys.events(job_id),
+                    usage_key=keys.tenant_usage(job.tenant), dead_key=keys.DEAD,
+                    tenant_dead_key=keys.tenant_dead(job.tenant), queue_key=job.queue, pending_key=keys.PENDING,
+                    tenant=tenant or "", now=repr(time.time()), message=message, message_tag=tag,
+                    events_maxlen=s.events_maxlen, max_active=s.max_queued_per_tenant,
+                    max_bytes=s.max_queued_bytes_per_tenant, trace_id=current_trace_id() or "",
                 )
         return as_text(out[0]), (as_text(out[1]) if len(out) > 1 else None)
+
+    def _finish_limits(self) -> dict[str, Any]:
+        s = self.settings
+        return {"events_maxlen": s.events_maxlen, "retention": s.retention_seconds,
+                "events_grace": s.events_grace_seconds}
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -178,17 +202,15 @@ class JobStore:
         if not _looks_like_id(job_id):
             return None
         async with _unavailable_as_error():
-            raw = await self.redis.hgetall(keys.job(job_id))
-        if not raw:
-            return None
-        job = Job.from_hash(raw)
-        if tenant is not None and job.tenant != tenant:
+            values = await self.redis.hmget(keys.job(job_id), RECORD_FIELDS)
+        job = from_fields(values)
+        if job is None or (tenant is not None and job.tenant != tenant):
             return None
         return job
 
     async def result(self, job_id: str) -> bytes | None:
         async with _unavailable_as_error():
-            return await self.redis.get(keys.result(job_id))
+            return await self.redis.hget(keys.job(job_id), "result") or None
 
     async def list_jobs(
         self, tenant: str, *, state: JobState | None, job_type: JobType | None,
@@ -215,23 +237,29 @@ class JobStore:
                     return found, None
                 pipe = self.redis.pipeline(transaction=False)
                 for member, _ in batch:
-                    pipe.hgetall(keys.job(member))
-                for (member, score), raw in zip(batch, await pipe.execute()):
+                    pipe.hmget(keys.job(member), RECORD_FIELDS)
+                for (member, score), values in zip(batch, await pipe.execute()):
                     scanned += 1
                     after_score, after_id = score, member
-                    if raw:  # an expired record's index entry is trimmed on a later submit
-                        job = Job.from_hash(raw)
-                        if (state is None or job.state == state) and (job_type is None or job.type == job_type):
-                            found.append(job)
+                    job = from_fields(values)  # None: expired (the index is trimmed by maintenance)
+                    if job is not None and (state is None or job.state == state) and (
+                            job_type is None or job.type == job_type):
+                        found.append(job)
                     if len(found) == limit or scanned >= limit * 10:
                         return found, f"{after_score!r}|{after_id}"
                 upper = repr(after_score)
 
     async def events(self, job_id: str, after: str = "0-0", count: int = 500) -> list[tuple[str, str, str]]:
-        """Stored events after the given stream id: (id, kind, data json)."""
+        """The job's events after the given event id: (id, kind, data json). See jobs/events.py
+        for the two that come from the record."""
         async with _unavailable_as_error():
-            rows = await self.redis.xrange(keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count)
-        return [(as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows]
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xrange(keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count)
+            pipe.hmget(keys.job(job_id), REPLAY_FIELDS)
+            rows, values = await pipe.execute()
+        record = {f: as_text(v) for f, v in zip(REPLAY_FIELDS, values) if v is not None}
+        stream = [(as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows]
+        return replay(after, stream, record, complete=len(rows) < count)
 
     async def follow_events(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, str, str]]:
         """Wait up to `block_ms` for events after `after` (stream id)."""
@@ -243,16 +271,18 @@ class JobStore:
         return out
 
     async def queue_stats(self) -> dict[str, Any]:
-        """Depth and age of the oldest message per queue, plus running and dead counts."""
+        """Depth and age of the oldest message per queue; running, scheduled or retrying, and dead
+        counts; the lifetime counters."""
         now = time.time()
         async with _unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             for q in ALL_QUEUES:
                 pipe.llen(q)
-                pipe.lindex(q, -1)  # LPUSH + BRPOP: the oldest message sits at the right end
-            pipe.zcard(keys.RUNNING)
+                pipe.lindex(q, -1)  # the oldest: LPUSHed first, next to be taken
+            for t in JobType:
+                pipe.zcard(keys.running(t))
             pipe.zcard(keys.DEAD)
-            pipe.zrange(keys.RUNNING, 0, -1)
+            pipe.zcard(keys.DELAYED)
             pipe.hgetall(keys.COUNTERS)
             replies = await pipe.execute()
             oldest_ids = [_message_job_id(replies[2 * i + 1]) for i in range(len(ALL_QUEUES))]
@@ -260,11 +290,6 @@ class JobStore:
             for jid in oldest_ids:
                 pipe.hget(keys.job(jid), "queued_at") if jid else pipe.echo("")
             queued_ats = await pipe.execute()
-            running_ids = [as_text(x) for x in replies[2 * len(ALL_QUEUES) + 2]]
-            pipe = self.redis.pipeline(transaction=False)
-            for jid in running_ids:
-                pipe.hget(keys.job(jid), "type")
-            running_types = [as_text(t) if t else None for t in await pipe.execute()]
         queues: dict[str, dict[str, Any]] = {}
         for i, q in enumerate(ALL_QUEUES):
             qa = queued_ats[i]
@@ -272,35 +297,39 @@ class JobStore:
                 "depth": int(replies[2 * i]),
                 "oldest_age_seconds": round(max(0.0, now - float(qa)), 3) if qa else None,
             }
-        counters = {as_text(k): int(v) for k, v in replies[-1].items()}
+        at = 2 * len(ALL_QUEUES)
+        running = {t.value: int(replies[at + i]) for i, t in enumerate(JobType)}
+        at += len(JobType)
         return {
             "queues": queues,
-            "running": int(replies[2 * len(ALL_QUEUES)]),
-            "running_by_type": {t.value: running_types.count(t.value) for t in JobType},
-            "dead": int(replies[2 * len(ALL_QUEUES) + 1]),
-            "totals": counters,
+            "running": sum(running.values()),
+            "running_by_type": running,
+            "dead": int(replies[at]),
+            "delayed": int(replies[at + 1]),
+            "totals": {as_text(k): int(v) for k, v in replies[at + 2].items()},
         }
 
     async def work(self, job_type: JobType) -> dict[str, int]:
-        """Queued and running jobs of one type: what KEDA scales its worker on (GET
-        /scaling/{type}). Three LLENs, then one read of the type per running job: the cost
-        follows the running jobs (at most the workers' slots), not the number of jobs stored."""
+        """Queued and running jobs of one worker type: what KEDA scales it on (GET
+        /scaling/{type}). The lists its ScaledObject reads, and the type's running index: a few
+        O(1) reads in one round trip, whatever the number of jobs."""
         async with _unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
-            for q in queues_for(job_type):
+            for q in scaled_queues(job_type):
                 pipe.llen(q)
-            pipe.zrange(keys.RUNNING, 0, -1)
-            *depths, running_ids = await pipe.execute()
-            pipe = self.redis.pipeline(transaction=False)
-            for jid in running_ids:
-                pipe.hget(keys.job(as_text(jid)), "type")
-            types = await pipe.execute() if running_ids else []
-        running = sum(1 for t in types if t is not None and as_text(t) == job_type.value)
-        return {"queued": sum(int(d) for d in depths), "running": running}
+            pipe.zcard(keys.running(job_type))
+            *depths, running = await pipe.execute()
+        return {"queued": sum(int(d) for d in depths), "running": int(running)}
 
-    async def dead_jobs(self, limit: int = 100) -> list[str]:
+    async def dead_jobs(self, tenant: str | None, limit: int = 100) -> list[Job]:
+        """The newest dead jobs of `tenant` (every tenant's for None: an admin), in one round trip."""
+        index = keys.DEAD if tenant is None else keys.tenant_dead(tenant)
         async with _unavailable_as_error():
-            return [as_text(x) for x in await self.redis.zrevrange(keys.DEAD, 0, limit - 1)]
+            flat = await self._dead_letters(dead_index_key=index, limit=limit, job_key_prefix=keys.job(""),
+                                            extra_args=RECORD_FIELDS)
+        width = 1 + len(RECORD_FIELDS)
+        jobs = [from_fields(flat[i + 1:i + width]) for i in range(0, len(flat), width)]
+        return [j for j in jobs if j is not None]
 
     async def ping(self) -> bool:
         try:
@@ -308,6 +337,10 @@ class JobStore:
                 return bool(await self.redis.ping())
         except (StoreUnavailable, RedisError, OSError):
             return False
+
+
+# What replaying a job's events needs from its record (jobs/events.py).
+REPLAY_FIELDS = ("state", "created_at", "run_at", "finished_at", "error", "final_event")
 
 
 STORE_TIMEOUT_SECONDS = 5.0

@@ -1,8 +1,8 @@
 """The job store as workers use it (synchronous, one per worker process).
 
-Every state change is a Lua script from `offload_core.jobs.scripts` that checks this worker still owns
-the run, so a duplicate delivery or a worker that lost its lease cannot write a second result.
-Each transition it records is also counted (`offload_core.jobs.metrics`).
+Every state change is a Lua script from `offload_core.jobs.scripts` that checks this worker
+still owns the run, so a duplicate delivery or a worker that lost its lease cannot write a
+second result. Each transition it records is also counted (`offload_core.jobs.metrics`).
 """
 
 from __future__ import annotations
@@ -16,19 +16,23 @@ import redis
 
 from offload_core.jobs import keys, scripts
 from offload_core.jobs import metrics as job_metrics
-from offload_core.jobs.record import Job, as_text
+from offload_core.jobs.record import RECORD_FIELDS, Job, as_text, from_fields
 from offload_core.settings import Settings
-from offload_core.types import JobState
+from offload_core.types import JobState, JobType
+
+# Fields of the record that are not the record: the input, the result, a waiting job's message.
+_NOT_RECORD = frozenset({b"payload", b"result", b"message", b"message_tag"})
 
 
 @dataclass(frozen=True)
 class Claim:
-    status: str  # claimed | missing | terminal | leased | cancelled | dead
+    status: str  # claimed | missing | terminal | waiting | leased
     job: Job | None = None
+    intent: str = "run"  # with a claimed job: run | lost (end it dead) | cancel (end it cancelled)
     state: str | None = None
     holder: str | None = None
-    lease_ms_left: int = 0
-    payload: bytes | None = None  # with a claimed job: its input (None when it expired)
+    lease_seconds_left: float = 0.0
+    payload: bytes | None = None  # with a claimed job: its inline input (None when it is in object storage)
 
 
 def connect_sync(settings: Settings) -> redis.Redis:
@@ -48,38 +52,43 @@ class WorkerJobStore:
         self._tokens = scripts.TOKENS.register(client)
         self._finish = scripts.FINISH.register(client)
 
-    def claim(self, job_id: str, worker_id: str, *, tenant: str | None = None, replace_holder: str = "") -> Claim:
-        """Take a run of `job_id`. `tenant` comes with the job's message; without it (a message
-        queued by an older gateway) it is read from the record, one round trip more."""
+    def claim(self, job_id: str, worker_id: str, job_type: JobType, *, replace_holder: str = "") -> Claim:
+        """Take a run of `job_id`, a job of `job_type` (the task that delivered it says which)."""
         s = self.settings
-        if tenant is None:
-            stored = self.redis.hget(keys.job(job_id), "tenant")
-            tenant = stored.decode() if stored else ""
         out = self._claim(
-            job_key=keys.job(job_id), lease_key=keys.lease(job_id), events_key=keys.events(job_id),
-            running_key=keys.RUNNING, active_key=keys.tenant_active(tenant), payload_key=keys.payload(job_id),
-            dead_key=keys.DEAD, counters_key=keys.COUNTERS, pending_key=keys.PENDING,
-            worker_id=worker_id, lease_ms=s.lease_seconds * 1000, now=repr(time.time()),
-            events_maxlen=s.events_maxlen, replaceable_holder=replace_holder, retention=s.retention_seconds,
+            job_key=keys.job(job_id), running_key=keys.running(job_type), pending_key=keys.PENDING,
+            events_key=keys.events(job_id),
+            worker_id=worker_id, now=repr(time.time()), lease_seconds=s.lease_seconds,
+            events_maxlen=s.events_maxlen, replaceable_holder=replace_holder,
         )
         status = as_text(out[0])
         if status == "claimed":
-            payload, flat = out[1], out[2:]
-            job = Job.from_hash(dict(zip(flat[::2], flat[1::2])))
-            job_metrics.run_started(job)
-            return Claim(status, job=job, payload=payload)
-        if status == "terminal":
+            fields = dict(zip(out[2::2], out[3::2]))
+            payload = fields.get(b"payload") or None
+            job = Job.from_hash({k: v for k, v in fields.items() if k not in _NOT_RECORD})
+            intent = as_text(out[1])
+            if intent == "run":
+                job_metrics.run_started(job)
+            return Claim(status, job=job, intent=intent, payload=payload)
+        if status in ("terminal", "waiting"):
             return Claim(status, state=as_text(out[1]))
         if status == "leased":
-            return Claim(status, holder=as_text(out[1]), lease_ms_left=max(0, int(out[2])))
-        if status in ("dead", "cancelled") and (ended := self.get(job_id)) is not None:
-            job_metrics.finished(ended.type, ended.priority, JobState(status))  # this claim ended it
+            return Claim(status, holder=as_text(out[1]), lease_seconds_left=max(0.0, float(out[2])))
         return Claim(status)
 
-    def heartbeat(self, job_id: str, worker_id: str) -> tuple[bool, bool]:
+    def forget(self, job_id: str, job_type: JobType) -> None:
+        """A message named a job with no record (deleted by hand, or a store that lost data):
+        take it out of every index, so reconciliation does not count a job that is not there."""
+        pipe = self.redis.pipeline(transaction=False)
+        for index in (keys.PENDING, keys.DELAYED, keys.running(job_type)):
+            pipe.zrem(index, job_id)
+        pipe.execute()
+
+    def heartbeat(self, job_id: str, job_type: JobType, worker_id: str) -> tuple[bool, bool]:
         """Renew the lease. Returns (still owned, cancel requested)."""
-        owned, cancel = self._heartbeat(lease_key=keys.lease(job_id), job_key=keys.job(job_id),
-                                        worker_id=worker_id, lease_ms=self.settings.lease_seconds * 1000)
+        owned, cancel = self._heartbeat(job_key=keys.job(job_id), running_key=keys.running(job_type),
+                                        worker_id=worker_id, now=repr(time.time()),
+                                        lease_seconds=self.settings.lease_seconds)
         return bool(owned), bool(cancel)
 
     def progress(self, job_id: str, worker_id: str, current: int, total: int, message: str) -> int:
@@ -95,32 +104,27 @@ class WorkerJobStore:
 
     def finish(
         self, job: Job, worker_id: str, state: JobState, *, result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None, retry_at: float | None = None,
+        error: dict[str, Any] | None = None, retry_at: float | None = None, message: str = "",
+        message_tag: str = "",
     ) -> bool:
-        """Move a run to its end (or to `retrying`). False: this worker no longer owns it."""
+        """Move a run to its end, or to `retrying` until `retry_at` (then `message`, tagged
+        `message_tag`, queues it again). False: this worker no longer owns the run."""
         s = self.settings
         out = self._finish(
-            job_key=keys.job(job.id), result_key=keys.result(job.id), payload_key=keys.payload(job.id),
-            events_key=keys.events(job.id), lease_key=keys.lease(job.id), running_key=keys.RUNNING,
-            dead_key=keys.DEAD, active_key=keys.tenant_active(job.tenant), counters_key=keys.COUNTERS,
-            pending_key=keys.PENDING,
-            worker_id=worker_id, new_state=state.value, now=repr(time.time()),
+            **keys.finish_keys(job.id, job.type, job.tenant, job.queue), mode="run", worker_id=worker_id, tenant=job.tenant, new_state=state.value,
+            now=repr(time.time()),
             result_json=json.dumps(result, separators=(",", ":"), ensure_ascii=False) if result is not None else "",
             error_json=json.dumps(error, separators=(",", ":")) if error else "null",
-            events_maxlen=s.events_maxlen, retention=s.retention_seconds, retry_at=repr(retry_at or 0.0),
+            retry_at=repr(retry_at or 0.0), message=message, message_tag=message_tag,
+            events_maxlen=s.events_maxlen, retention=s.retention_seconds, events_grace=s.events_grace_seconds,
         )
         recorded = as_text(out[0]) == "ok"
         if recorded:
             job_metrics.run_ended(job, state)
         return recorded
 
-    def payload(self, job_id: str) -> bytes | None:
-        return self.redis.get(keys.payload(job_id))
-
     def get(self, job_id: str) -> Job | None:
-        raw = self.redis.hgetall(keys.job(job_id))
-        return Job.from_hash(raw) if raw else None
+        return from_fields(self.redis.hmget(keys.job(job_id), RECORD_FIELDS))
 
     def set_webhook_status(self, job_id: str, status: dict[str, Any]) -> None:
         self.redis.hset(keys.job(job_id), "webhook", json.dumps(status, separators=(",", ":")))
-

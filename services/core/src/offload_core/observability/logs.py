@@ -2,8 +2,8 @@
 
 `trace_id`/`span_id` come from the current span; `job_id` from `bind_job` (the worker binds it
 for the length of a job, the gateway once it has stored one). Secrets never leave: values
-registered with `redact` (API keys, webhook secrets, the LLM key) and anything shaped like a
-bearer token or a password in a URL are replaced before the line is written.
+registered with `redact` (API keys, webhook secrets, the LLM key, the S3 credentials) and
+anything shaped like a bearer token or a password in a URL are replaced before the line is written.
 """
 
 from __future__ import annotations
@@ -143,4 +143,9 @@ def redact_settings(settings: Any) -> None:
     values += [secret for _, secret in settings.webhook_secret_pairs]
     values.append(settings.llm_api_key)
     values.append(urlsplit(settings.redis_url).password or "")
+    values.append(urlsplit(settings.s3_endpoint_url).password or "")
+    try:
+        values += settings.s3_credentials  # the key id too: it names the account
+    except OSError:
+        pass  # unreadable files: settings validation says so where S3 is in use
     redact(values)

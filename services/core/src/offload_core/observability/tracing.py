@@ -16,13 +16,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context, propagate, trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from offload_core.observability import logs
 
 tracer = trace.get_tracer("offload")
 
 JOB_ID_ATTRIBUTE = "offload.job_id"
+OUTCOME_ATTRIBUTE = "offload.outcome"
+ATTEMPT_ATTRIBUTE = "offload.attempt"
+_ERROR_OUTCOMES = frozenset({"failed", "dead", "retrying"})
 _job_context_pid = 0  # the process whose signals are connected (a forked child connects its own)
 
 
@@ -89,6 +92,19 @@ def in_job_trace(trace_id: str | None, span_name: str, job_id: str) -> Iterator[
     with tracer.start_as_current_span(span_name, context=_job_trace_parent(trace_id),
                                       attributes={JOB_ID_ATTRIBUTE: job_id}):
         yield
+
+
+def record_run_outcome(outcome: str, attempt: int, error_type: str | None = None) -> None:
+    """How this run ended, on the run span (the current span while a job task runs): its outcome
+    and attempt, and an error status when it failed, died or will be retried. A collector that
+    samples whole traces keeps the jobs that went wrong by these (k8s/addons/
+    otel-collector-tail-sampling.yaml); the runner catches the job's exception, so the Celery
+    instrumentation alone would end every run as a success."""
+    span = trace.get_current_span()
+    span.set_attribute(OUTCOME_ATTRIBUTE, outcome)
+    span.set_attribute(ATTEMPT_ATTRIBUTE, attempt)
+    if outcome in _ERROR_OUTCOMES:
+        span.set_status(Status(StatusCode.ERROR, error_type or outcome))
 
 
 def job_trace_headers(trace_id: str | None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""kombu's Redis transport with two fixes, both found by tests/reliability:
+"""kombu's Redis transport with two fixes, both found by tests/reliability, and one saving:
 
 1. An acknowledgement that fails because Redis is down must not stop the worker from
    consuming, ever. kombu's QoS drops a message from its local "delivered" table only after the
@@ -13,15 +13,33 @@
    to the head of its queue, where kombu's own restore after the visibility timeout puts it too.
    kombu LPUSHes it, and workers BRPOP from the other end: the job waited behind every job queued
    since, two minutes behind a backlog of 200 in test_worker_chaos.py.
+
+3. The unacknowledged-message bookkeeping (an index entry and a hash entry when a message is
+   delivered, both removed at its ack) goes as a plain pipeline, not MULTI/EXEC: four commands
+   fewer per job (BENCHMARKS.md, "Ceiling"). The two entries are no longer written atomically, so
+   a Redis that dies between them can leave one without the other: an index entry alone is
+   dropped by kombu's own restore, a hash entry alone is dropped by the lease reaper when it
+   recovers the job (its record names the message's tag), and either way the job itself is
+   recovered by its lease or by the lost-message sweep.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
 
 class QoS(kombu_redis.QoS):
+    @contextmanager
+    def pipe_or_acquire(self, pipe=None, client=None):
+        if pipe is not None:
+            yield pipe
+            return
+        with self.channel.conn_or_acquire(client) as conn:
+            yield conn.pipeline(transaction=False)
+
     def ack(self, delivery_tag) -> None:
         try:
             super().ack(delivery_tag)

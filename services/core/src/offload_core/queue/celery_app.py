@@ -1,10 +1,12 @@
 """The one Celery app factory. Every delivery guarantee Offload promises is set here.
 
 - acks late + reject on worker lost: a message is acknowledged only after its job reached an
-  outcome, so a killed worker's job is delivered again;
+  outcome, so a killed job process's job is delivered again (a whole worker lost is the lease
+  reaper's to recover: maintenance/leases.py);
 - prefetch 1: a worker holds no message it is not running (priority stays strict);
-- visibility timeout above every hard time limit: an unacknowledged message is handed out
-  again only when its worker is surely gone;
+- visibility timeout above every hard time limit: kombu hands an unacknowledged message out
+  again only when its worker is surely gone (the last line of defence: the lease reaper
+  recovers a lost worker's job within a minute, and drops that message);
 - strict queue order (`queue_order_strategy="priority"`, kombu >= 5.7): high before normal
   before low;
 - JSON only; results are not stored by Celery (the job store keeps them);
@@ -19,9 +21,9 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from offload_core.queue.broker import TRANSPORT
-from offload_core.queue.routing import queues_for
+from offload_core.queue.routing import consumed_by, queue_name
 from offload_core.settings import Settings
-from offload_core.types import JobType
+from offload_core.types import JobType, Priority
 
 
 def make_celery(settings: Settings, job_type: JobType, *, main: str | None = None) -> Celery:
@@ -41,8 +43,8 @@ def make_celery(settings: Settings, job_type: JobType, *, main: str | None = Non
         task_soft_time_limit=soft,
         task_time_limit=hard,
         # Queues in consumption order; the exchange is the queue's own direct exchange.
-        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in queues_for(job_type)],
-        task_default_queue=queues_for(job_type)[1],
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in consumed_by(job_type)],
+        task_default_queue=queue_name(job_type, Priority.NORMAL),
         broker_transport_options={
             "queue_order_strategy": "priority",
             "visibility_timeout": vt,

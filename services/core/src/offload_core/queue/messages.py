@@ -63,8 +63,13 @@ def build_task_message(
     queue: str,
     tenant: str,
     headers: dict[str, str] | None = None,
+    delivery_tag: str | None = None,
 ) -> str:
     """The Redis list entry that runs `job_id` on `queue`. The Celery task id is the job id.
+
+    `delivery_tag` names the message in kombu's unacknowledged hash while a worker holds it (a
+    new one when not given): the job's record keeps it, so the lease reaper can drop a lost
+    worker's copy.
 
     The task's arguments are the job id and its tenant: the worker's claim needs the tenant's
     key, and would otherwise spend a round trip per job reading it from the record. `headers`
@@ -80,6 +85,6 @@ def build_task_message(
     return (
         f'{{"body":"{base64.b64encode(body).decode()}","content-encoding":"utf-8",'
         f'"content-type":"application/json","headers":{{{t.headers},{per_job_headers}}},'
-        f'"properties":{{{t.properties},"correlation_id":{jid},"delivery_tag":"{uuid.uuid4()}",'
+        f'"properties":{{{t.properties},"correlation_id":{jid},"delivery_tag":"{delivery_tag or uuid.uuid4()}",'
         f'"delivery_info":{{"exchange":"","routing_key":{_json(queue)}}}}}}}'
     )

@@ -1,7 +1,8 @@
-"""The routing table: which queue a job goes to and which task runs it (and delivers its webhook).
+"""The routing table: which queue a job goes to, which task runs it, which queues a worker takes.
 
 Queue names are `<type>.<priority>` (DESIGN §4). They are also the Redis list names that KEDA
-reads, so this module is the only place that builds them.
+reads, so this module is the only place that builds them. The scripts never build one: a job's
+record carries its queue's name.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ from offload_core.types import PRIORITY_ORDER, JobType, Priority
 TASK_NAMES: dict[JobType, str] = {
     JobType.OCR: "offload.ocr.run",
     JobType.LLM: "offload.llm.run",
+    JobType.PROBE: "offload.probe.run",
 }
-# A job's webhook delivery, queued on the job's own queue once it ends.
-WEBHOOK_TASK = "offload.webhook.deliver"
 
 
 def queue_name(job_type: JobType | str, priority: Priority | str) -> str:
     return f"{JobType(job_type).value}.{Priority(priority).value}"
 
 
-def queues_for(job_type: JobType | str) -> list[str]:
-    """A worker's queues, highest priority first: the order it consumes them in."""
+def queues_of(job_type: JobType | str) -> list[str]:
+    """A job type's three queues, highest priority first."""
     return [queue_name(job_type, p) for p in PRIORITY_ORDER]
 
 
-ALL_QUEUES: list[str] = [q for t in JobType for q in queues_for(t)]
+def consumed_by(worker_type: JobType | str) -> list[str]:
+    """The queues a worker of `worker_type` takes, in the strict order it takes them: each
+    priority's own queue, then that priority's probe queue (any worker runs probe jobs)."""
+    return [queue_name(t, p) for p in PRIORITY_ORDER for t in (JobType(worker_type), JobType.PROBE)]
+
+
+ALL_QUEUES: list[str] = [q for t in JobType for q in queues_of(t)]

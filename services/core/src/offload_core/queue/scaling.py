@@ -13,6 +13,17 @@ from __future__ import annotations
 
 import math
 
+from offload_core.queue.routing import queues_of
+from offload_core.types import JobType
+
+
+def scaled_queues(worker_type: JobType | str) -> list[str]:
+    """The lists a worker type's ScaledObject reads: its own queues, and for the OCR worker the
+    probe queues too (every worker runs probe jobs; the OCR worker, with no model to load, is
+    the one woken for them). The chart's triggers (templates/keda.yaml) list the same."""
+    worker_type = JobType(worker_type)
+    return queues_of(worker_type) + (queues_of(JobType.PROBE) if worker_type is JobType.OCR else [])
+
 
 def composite(backlog: int, running: int = 0, *, list_length: int, concurrency: int = 0) -> float:
     """The value of the ScaledObject's formula (its target is list_length per replica)."""

@@ -18,7 +18,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPBearer
 
 from offload_core.jobs.store import JobStore, connect
-from offload_core.maintenance.sweeper import LostMessageSweeper
+from offload_core.maintenance.loop import Maintenance
+from offload_core.payloads.s3 import S3PayloadStore
 from offload_core.settings import Settings
 from offload_core.web.auth import ApiKeys, Principal
 
@@ -28,6 +29,7 @@ class Services:
     settings: Settings
     store: JobStore
     api_keys: ApiKeys
+    payloads: S3PayloadStore | None = None  # inputs above the threshold go here (OFFLOAD_PAYLOAD_STORE=s3)
 
 
 # Young objects the cyclic collector lets pile up before it looks (Python's default: 700).
@@ -50,28 +52,30 @@ def settle_collector() -> None:
     gc.set_threshold(COLLECTOR_GEN0_THRESHOLD, gen1, gen2)
 
 
-def lifespan_for(settings: Settings, *, sweep_lost_messages: bool = False):
-    """`sweep_lost_messages`: run the lost-message sweep (the gateway, which owns the queues)."""
+def lifespan_for(settings: Settings, *, maintenance: bool = False):
+    """`maintenance`: run the platform's background work (the gateway: maintenance/loop.py)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.require_api_keys()
         redis = connect(settings)
         store = JobStore(redis, settings)
-        app.state.services = Services(settings, store, ApiKeys.from_settings(settings))
-        sweep = None
-        if sweep_lost_messages and settings.lost_message_sweep_seconds > 0:
-            sweeper = LostMessageSweeper(store, interval_seconds=settings.lost_message_sweep_seconds)
-            sweep = asyncio.create_task(sweeper.run(), name="lost-message-sweep")
+        payloads = S3PayloadStore.from_settings(settings) if settings.payload_store == "s3" else None
+        app.state.services = Services(settings, store, ApiKeys.from_settings(settings), payloads)
+        background = None
+        if maintenance:
+            background = asyncio.create_task(Maintenance(store).run(), name="maintenance")
         settle_collector()
         try:
             yield
         finally:
-            if sweep is not None:
-                sweep.cancel()
+            if background is not None:
+                background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                    await background
             await redis.aclose()
+            if payloads is not None:
+                await payloads.aclose()
 
     return lifespan
 
@@ -83,6 +87,7 @@ class Caller:
     principal: Principal
     store: JobStore
     settings: Settings
+    payloads: S3PayloadStore | None = None
 
 
 class ApiKeyBearer(HTTPBearer):
@@ -104,7 +109,7 @@ class ApiKeyBearer(HTTPBearer):
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
         services: Services = request.app.state.services
         principal = services.api_keys.authenticate(request.headers.get("authorization"))
-        return Caller(principal, services.store, services.settings)
+        return Caller(principal, services.store, services.settings, services.payloads)
 
 
 async def get_store(request: Request) -> JobStore:

@@ -14,6 +14,8 @@ import time
 from offload_core.settings import Settings
 
 SIGNATURE_HEADER = "X-Offload-Signature"
+# The same on every attempt of one delivery: a receiver deduplicates on it.
+DELIVERY_HEADER = "X-Offload-Delivery"
 DEFAULT_TOLERANCE_SECONDS = 300
 
 

@@ -1,11 +1,11 @@
 """Keeping the leases of running jobs alive: one thread per worker process, not one per job.
 
-A job's lease lapses `lease_seconds` after its last heartbeat, and another worker may then take
-the job over. The keeper renews every lease it holds about three times per lease period. It
-starts once per process (`PerProcess` in the runner makes a new one after a fork) and serves
-every job that process runs, one at a time (prefork, solo) or several (threads); starting and
-joining a thread for every job cost a no-op job about a quarter of its time (BENCHMARKS.md,
-"Tuning").
+A job's lease lapses `lease_seconds` after its last heartbeat: the gateway's lease reaper then
+queues the job again, and another worker may take it over. The keeper renews every lease it
+holds about three times per lease period. It starts once per process (`PerProcess` makes a new
+one after a fork) and serves every job that process runs, one at a time (prefork, solo) or
+several (threads); starting and joining a thread for every job cost a no-op job about a quarter
+of its time (BENCHMARKS.md, "Tuning").
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from redis.exceptions import RedisError
 
 from offload_core.jobs.worker_store import WorkerJobStore
+from offload_core.types import JobType
 
 
 @dataclass(eq=False)
@@ -24,6 +25,7 @@ class Lease:
     """One run's lease, as its job sees it: what the last heartbeat learnt."""
 
     job_id: str
+    job_type: JobType
     worker_id: str
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
@@ -37,9 +39,9 @@ class LeaseKeeper:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def hold(self, job_id: str, worker_id: str) -> Lease:
+    def hold(self, job_id: str, job_type: JobType, worker_id: str) -> Lease:
         """Renew this run's lease until `release`; the first renewal is one interval from now."""
-        lease = Lease(job_id, worker_id, next_beat=time.monotonic() + self.interval)
+        lease = Lease(job_id, job_type, worker_id, next_beat=time.monotonic() + self.interval)
         with self._changed:
             self._leases[job_id] = lease
             if self._thread is None:
@@ -69,7 +71,7 @@ class LeaseKeeper:
 
     def _beat(self, lease: Lease) -> None:
         try:
-            owned, cancel = self.store.heartbeat(lease.job_id, lease.worker_id)
+            owned, cancel = self.store.heartbeat(lease.job_id, lease.job_type, lease.worker_id)
         except (RedisError, OSError):
             return  # Redis blinked; the next beat tries again before the lease runs out
         if cancel:

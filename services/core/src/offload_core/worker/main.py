@@ -21,21 +21,24 @@ from offload_core.observability.telemetry import preload as preload_tracing
 from offload_core.observability.telemetry import setup_tracing, shutdown_tracing
 from offload_core.observability.tracing import install_job_context
 from offload_core.queue.celery_app import make_celery
-from offload_core.queue.routing import TASK_NAMES, WEBHOOK_TASK, queues_for
+from offload_core.queue.routing import TASK_NAMES, consumed_by
 from offload_core.settings import Settings
 from offload_core.types import JobType
-from offload_core.webhooks.delivery import register_webhook_task
 from offload_core.worker.handler import JobHandler
 from offload_core.worker.http import start_health_server
-from offload_core.worker.runner import JobRunner
+from offload_core.worker.probe import handle_probe
+from offload_core.worker.runner import JobRunner, WorkerResources
 
 log = logging.getLogger("offload.worker")
 
 
 def build_worker(job_type: JobType, handler: JobHandler, settings: Settings) -> Celery:
+    """The Celery app of a `job_type` worker: its own jobs' task, and the probe jobs' (every
+    worker runs those), sharing one store and lease keeper per process."""
     app = make_celery(settings, job_type)
-    JobRunner(app, job_type, handler, settings).register()
-    register_webhook_task(app, settings)  # webhooks are delivered by the same workers
+    resources = WorkerResources(settings)
+    JobRunner(app, job_type, handler, settings, resources).register()
+    JobRunner(app, JobType.PROBE, handle_probe, settings, resources).register()
     return app
 
 
@@ -68,7 +71,7 @@ def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler]
 
     def start_tracing() -> None:
         if setup_tracing(service_name, celery=True) is not None:
-            install_job_context([TASK_NAMES[job_type], WEBHOOK_TASK])
+            install_job_context([TASK_NAMES[job_type], TASK_NAMES[JobType.PROBE]])
 
     @setup_logging.connect(weak=False)
     def _own_logging(**_: object) -> None:
@@ -99,11 +102,11 @@ def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler]
         "--loglevel=INFO",
         f"--concurrency={settings.worker_concurrency}",
         f"--pool={settings.worker_pool}",
-        f"--queues={','.join(queues_for(job_type))}",
+        f"--queues={','.join(consumed_by(job_type))}",
         f"--hostname={job_type.value}@{socket.gethostname()}",
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
     ]
-    log.info("starting %s worker on %s", job_type.value, ", ".join(queues_for(job_type)))
+    log.info("starting %s worker on %s", job_type.value, ", ".join(consumed_by(job_type)))
     app.worker_main(argv)

@@ -1,16 +1,19 @@
-"""The job runner: the one Celery task body both workers share.
+"""The job runner: the one Celery task body every worker shares.
 
 For each delivered message it claims the job (compare-and-set), holds a lease renewed by the
 process's lease keeper (leases.py), hands a `JobContext` to the handler, and records the outcome:
 
     handler returns            -> succeeded (result written once)
     PermanentJobError          -> failed
-    RetryableJobError, crash,  -> retrying + a delayed message (backoff with jitter),
-    soft/hard time limit          or dead when no attempts are left
+    RetryableJobError, crash,  -> retrying: the job waits in the delayed set until its backoff
+    soft/hard time limit          ends (the gateway's mover queues it again), or dead when no
+                                  attempts are left
     JobCancelled               -> cancelled
 
-A message for a finished job, or for a job another live worker holds, is acknowledged without
-running it (the latter is re-checked after the lease would expire, in case that worker dies).
+The message is acknowledged in every case: no worker holds a message it is not running (Celery
+ETA messages are not used). A message for a finished job, for a job that waits for its time, or
+for a job another live worker holds, is dropped without running it: if that worker is lost, the
+lease reaper queues the job again.
 """
 
 from __future__ import annotations
@@ -28,12 +31,17 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from offload_core.errors import JobCancelled, JobError, PermanentJobError, RetryableJobError
+from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.backoff import backoff_seconds
 from offload_core.jobs.record import Job
 from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
-from offload_core.observability.tracing import job_trace_headers
+from offload_core.observability.tracing import job_trace_headers, publish_span, record_run_outcome
+from offload_core.payloads.errors import PayloadUnavailable
+from offload_core.payloads.ref import PayloadRef
+from offload_core.payloads.s3 import S3PayloadStore
 from offload_core.process_local import PerProcess
-from offload_core.queue.routing import TASK_NAMES, WEBHOOK_TASK, queue_name
+from offload_core.queue.messages import build_task_message
+from offload_core.queue.routing import TASK_NAMES
 from offload_core.settings import Settings
 from offload_core.types import JobState, JobType
 from offload_core.worker.handler import JobHandler
@@ -116,17 +124,64 @@ class _Context:
             self._react(self._store.tokens(self.job_id, self._wid, texts))
 
 
-class JobRunner:
-    """Runs one job type's jobs inside a Celery worker process."""
+class WorkerResources:
+    """What the runners of one worker process share, made once per process (after the fork):
+    the store's Redis connection and the one lease-keeper thread."""
 
-    def __init__(self, app: Celery, job_type: JobType, handler: JobHandler, settings: Settings) -> None:
-        self.app, self.job_type, self.handler, self.settings = app, job_type, handler, settings
+    def __init__(self, settings: Settings) -> None:
         self._store = PerProcess(lambda: WorkerJobStore(connect_sync(settings), settings))
         self._leases = PerProcess(lambda: LeaseKeeper(self.store, max(0.5, settings.lease_seconds / 3)))
+        self._payloads = PerProcess(lambda: S3PayloadStore.from_settings(settings) if settings.payload_store == "s3"
+                                    else None)
 
     @property
     def store(self) -> WorkerJobStore:
         return self._store.get()
+
+    @property
+    def leases(self) -> LeaseKeeper:
+        return self._leases.get()
+
+    def payload_of(self, job: Job) -> bytes:
+        """A job's input kept in object storage (its record holds the reference). Raises a
+        permanent error when it is missing or altered, a retryable one when the store is away."""
+        payloads = self._payloads.get()
+        if payloads is None:
+            raise PermanentJobError("the job's input is in object storage, and this worker has no S3 settings "
+                                    "(OFFLOAD_PAYLOAD_STORE=s3)", error_type="PayloadStoreMissing")
+        try:
+            ref = PayloadRef.from_json(job.payload_ref or "")
+        except ValueError:
+            raise PermanentJobError("the job's input reference is not valid", error_type="PayloadMissing") from None
+        return payloads.get(ref)
+
+    def drop_payload(self, job: Job) -> None:
+        """Delete a finished job's input from object storage (a failure leaves it to the bucket's
+        lifecycle rule)."""
+        payloads = self._payloads.get()
+        if payloads is None or not job.payload_ref:
+            return
+        try:
+            payloads.delete(PayloadRef.from_json(job.payload_ref))
+        except (PayloadUnavailable, ValueError) as exc:
+            log.warning("job %s: its input could not be deleted from object storage (%s)", job.id, exc)
+
+
+class JobRunner:
+    """Runs one job type's jobs inside a Celery worker process."""
+
+    def __init__(self, app: Celery, job_type: JobType, handler: JobHandler, settings: Settings,
+                 resources: WorkerResources | None = None) -> None:
+        self.app, self.job_type, self.handler, self.settings = app, job_type, handler, settings
+        self.resources = resources or WorkerResources(settings)
+
+    @property
+    def store(self) -> WorkerJobStore:
+        return self.resources.store
+
+    @property
+    def leases(self) -> LeaseKeeper:
+        return self.resources.leases
 
     def register(self) -> Task:
         runner = self
@@ -140,60 +195,62 @@ class JobRunner:
                     runner.on_hard_time_limit(args[0], hard)
 
         @self.app.task(name=TASK_NAMES[self.job_type], bind=True, base=JobTask, acks_late=True,
-                       max_retries=None, soft_time_limit=soft, time_limit=hard)
+                       soft_time_limit=soft, time_limit=hard)
         def run_job(task: Task, job_id: str, tenant: str | None = None) -> None:
-            # `tenant` is absent from messages queued before it was added.
-            runner.run(task, job_id, tenant)
+            runner.run(job_id, tenant)
 
         return run_job
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self, task: Task, job_id: str, tenant: str | None = None) -> None:
-        """Run one delivery. When Redis fails mid-way, the message is handed back (Reject with
-        requeue) rather than acknowledged: Celery acknowledges a task that raised, and a job
-        whose claim or outcome was never recorded would then wait forever for a message
-        that no longer exists."""
+    def run(self, job_id: str, tenant: str | None = None) -> None:
+        """Run one delivery (`tenant` comes with the message, for the log). When Redis fails
+        mid-way, the message is handed back (Reject with requeue) rather than acknowledged:
+        Celery acknowledges a task that raised, and a job whose claim or outcome was never
+        recorded would then wait for the lease reaper or the lost-message sweep."""
         try:
-            self._run(task, job_id, tenant)
-        except Reject as exc:
-            if exc.requeue:
-                raise
-            # Celery's `task.retry` turns a failure to publish the retry into Reject(requeue=False),
-            # which would drop the only message of a job already recorded as `retrying`.
-            log.error("job %s: the retry could not be queued (%s); the message will be redelivered", job_id, exc.reason)
-            raise Reject(exc.reason, requeue=True) from exc
+            self._run(job_id, tenant)
         except (RedisError, OSError, OperationalError) as exc:
             log.error("job %s: store unavailable (%s); the message will be redelivered", job_id, exc)
             raise Reject(exc, requeue=True) from exc
 
-    def _run(self, task: Task, job_id: str, tenant: str | None) -> None:
+    def _run(self, job_id: str, tenant: str | None) -> None:
         store, wid = self.store, worker_id()
-        claim = store.claim(job_id, wid, tenant=tenant)
+        claim = store.claim(job_id, wid, self.job_type)
         if claim.status == "leased" and claim.holder and holder_is_dead_local_process(claim.holder):
-            claim = store.claim(job_id, wid, tenant=tenant, replace_holder=claim.holder)
-        if claim.status == "leased":
-            # Another worker holds it. Look again once its lease would have lapsed: if that
-            # worker died, this message is what brings the job back.
-            log.info("job %s is held by %s; checking again later", job_id, claim.holder)
-            raise task.retry(countdown=claim.lease_ms_left / 1000 + 1, max_retries=None)
+            claim = store.claim(job_id, wid, self.job_type, replace_holder=claim.holder)
+        if claim.status == "missing":
+            # No record: deleted by hand, or a store that lost data. Nothing can run; take the id
+            # out of the indexes so quota reconciliation counts only jobs that exist.
+            log.warning("job %s (tenant %s) has no record; its message is dropped", job_id, tenant or "?")
+            job_metrics.missing_record(self.job_type)
+            store.forget(job_id, self.job_type)
+            return
         if claim.status != "claimed" or claim.job is None:
-            log.info("job %s not run: %s %s", job_id, claim.status, claim.state or "")
-            if claim.status in ("dead", "cancelled"):  # this claim is what ended the job
-                self._after_terminal(job_id)
+            log.info("job %s not run: %s %s", job_id, claim.status,
+                     claim.holder if claim.status == "leased" else claim.state or "")
             return
         job = claim.job
-        self._execute(task, store, job, wid, claim.payload)
+        if claim.intent == "lost":  # its previous run was lost on the last attempt: a poison job
+            self._finish(store, job, wid, JobState.DEAD, error=RetryableJobError(
+                "the worker running this job was lost on every attempt", error_type="WorkerLost").as_record())
+        elif claim.intent == "cancel":
+            self._finish(store, job, wid, JobState.CANCELLED)
+        else:
+            self._execute(store, job, wid, claim.payload)
 
-    def _execute(self, task: Task, store: WorkerJobStore, job: Job, wid: str, payload: bytes | None) -> None:
-        # `payload` came back with the claim (one round trip fewer per job); None: it expired.
-        if payload is None:
+    def _execute(self, store: WorkerJobStore, job: Job, wid: str, payload: bytes | None) -> None:
+        # An inline input came back with the claim (one round trip fewer per job); one in object
+        # storage is fetched under the lease, like any other work of the run. None: it is gone.
+        if payload is None and not job.payload_ref:
             self._finish(store, job, wid, JobState.FAILED, error=PermanentJobError(
-                "the job's input expired before it could run", error_type="PayloadExpired").as_record())
+                "the job's input is no longer stored", error_type="PayloadExpired").as_record())
             return
-        lease = self._leases.get().hold(job.id, wid)
-        ctx = _Context(store, job, wid, payload, self.settings, lease)
+        lease = self.leases.hold(job.id, job.type, wid)
         try:
+            if payload is None:
+                payload = self.resources.payload_of(job)
+            ctx = _Context(store, job, wid, payload, self.settings, lease)
             result = self.handler(ctx)
             ctx.flush()
         except JobCancelled:
@@ -203,10 +260,10 @@ class JobRunner:
         except PermanentJobError as exc:
             self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
         except RetryableJobError as exc:
-            self._retry_or_die(task, store, job, wid, exc)
+            self._retry_or_die(store, job, wid, exc)
         except SoftTimeLimitExceeded:
             soft, _ = self.settings.time_limits(self.job_type)
-            self._retry_or_die(task, store, job, wid, RetryableJobError(
+            self._retry_or_die(store, job, wid, RetryableJobError(
                 f"the job ran longer than its time limit of {soft} s", error_type="TimeLimitExceeded"))
         except JobError as exc:  # a JobError subclass that chose neither side
             self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
@@ -216,34 +273,44 @@ class JobRunner:
             raise
         except Exception as exc:  # a bug or an unexpected library error: never crash the worker
             log.exception("job %s: unexpected error", job.id)
-            self._retry_or_die(task, store, job, wid, RetryableJobError(
+            self._retry_or_die(store, job, wid, RetryableJobError(
                 f"internal error ({type(exc).__name__})", error_type="InternalError"))
         else:
             self._finish(store, job, wid, JobState.SUCCEEDED, result=result)
         finally:
-            self._leases.get().release(lease)
+            self.leases.release(lease)
 
     def _finish(self, store: WorkerJobStore, job: Job, wid: str, state: JobState, *,
                 result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
         if store.finish(job, wid, state, result=result, error=error):
+            record_run_outcome(state.value, job.attempts, (error or {}).get("type"))
+            if state in (JobState.SUCCEEDED, JobState.CANCELLED):  # failed and dead keep it, to be requeued
+                self.resources.drop_payload(job)
             # With the lines above, one line per delivery says what became of it; Celery's own
-            # "received" and "succeeded in" lines are off in workers (worker_main).
+            # "received" and "succeeded in" lines are off in workers (worker.main).
             run_ms = (time.time() - job.started_at) * 1000 if job.started_at else 0.0
-            log.info("job %s %s in %.1f ms (attempt %d)", job.id, state.value, run_ms, job.attempts)
-            if job.callback_url:  # set at submit, never changed: no need to read the record again
-                self._after_terminal(job.id)
+            why = f": {error['type']}: {error['message']}" if error else ""
+            log.info("job %s %s in %.1f ms (attempt %d)%s", job.id, state.value, run_ms, job.attempts, why)
         else:
             log.warning("job %s: outcome %s not recorded, the run belongs to another worker", job.id, state.value)
 
-    def _retry_or_die(self, task: Task, store: WorkerJobStore, job: Job, wid: str, exc: RetryableJobError) -> None:
+    def _retry_or_die(self, store: WorkerJobStore, job: Job, wid: str, exc: RetryableJobError, *,
+                      trace_headers: dict[str, str] | None = None) -> None:
         if job.attempts >= job.max_attempts:
             self._finish(store, job, wid, JobState.DEAD, error=exc.as_record())
             return
         delay = backoff_seconds(self.settings, job.attempts, exc.retry_after)
-        if store.finish(job, wid, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay):
-            log.info("job %s retrying in %.1f s (attempt %d of %d): %s", job.id, delay, job.attempts,
-                     job.max_attempts, exc.message)
-            raise task.retry(countdown=delay, max_retries=None)
+        tag = str(uuid.uuid4())
+        with publish_span(TASK_NAMES[job.type], job.queue, job.id) as headers:
+            # The message that runs the next attempt, kept with the job until its backoff ends;
+            # it carries this run's trace (or, from the parent after a hard time limit, the job's).
+            message = build_task_message(self.app, job_id=job.id, job_type=job.type, queue=job.queue,
+                                         tenant=job.tenant, headers=trace_headers or headers, delivery_tag=tag)
+        if store.finish(job, wid, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay,
+                        message=message, message_tag=tag):
+            record_run_outcome(JobState.RETRYING.value, job.attempts, exc.error_type)
+            log.info("job %s retrying in %.1f s (attempt %d of %d): %s: %s", job.id, delay, job.attempts,
+                     job.max_attempts, exc.error_type, exc.message)
 
     def on_hard_time_limit(self, job_id: str, hard: int) -> None:
         """Parent-side bookkeeping after a child was killed for running past the hard limit."""
@@ -253,20 +320,6 @@ class JobRunner:
             return
         exc = RetryableJobError(f"the job was stopped at its hard time limit of {hard} s",
                                 error_type="TimeLimitExceeded")
-        if job.attempts >= job.max_attempts:
-            self._finish(store, job, job.worker, JobState.DEAD, error=exc.as_record())
-            return
-        delay = backoff_seconds(self.settings, job.attempts)
-        if store.finish(job, job.worker, JobState.RETRYING, error=exc.as_record(), retry_at=time.time() + delay):
-            # The killed run's span never ended, and this process has no tracer: the retry's
-            # message carries the job's trace id, so its next run is in the job's trace.
-            self.app.send_task(TASK_NAMES[self.job_type], args=[job_id, job.tenant], task_id=job_id, countdown=delay,
-                               queue=queue_name(self.job_type, job.priority), headers=job_trace_headers(job.trace_id))
-
-    def _after_terminal(self, job_id: str) -> None:
-        """Queue the webhook for a job that just finished, if it asked for one."""
-        job = self.store.get(job_id)
-        if job is None or not job.callback_url or job.state not in (
-                JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED):
-            return
-        self.app.send_task(WEBHOOK_TASK, args=[job_id, job.state.value], queue=queue_name(job.type, job.priority))
+        # The killed run's span never ended, and this process has no tracer: the retry's
+        # message carries the job's trace id, so its next run is in the job's trace.
+        self._retry_or_die(store, job, job.worker, exc, trace_headers=job_trace_headers(job.trace_id))

@@ -90,8 +90,11 @@ class BoundScript:
     def __init__(self, script: LuaScript, run: Callable[..., Any]) -> None:
         self.script, self._run = script, run
 
-    def __call__(self, *, extra_args: Sequence[Any] = (), **values: Any) -> Any:
+    def __call__(self, *, extra_args: Sequence[Any] = (), via: Any = None, **values: Any) -> Any:
+        """Run with the named KEYS and ARGV; `via`: a pipeline to queue the call in instead."""
         keys, args = self.script.layout(values, extra_args)
+        if via is not None:
+            return self._run(keys=keys, args=args, client=via)
         return self._run(keys=keys, args=args)
 
 
@@ -101,7 +104,10 @@ HEARTBEAT = LuaScript.load("heartbeat")
 PROGRESS = LuaScript.load("progress")
 TOKENS = LuaScript.load("tokens")
 FINISH = LuaScript.load("finish")
-CANCEL = LuaScript.load("cancel")
+MOVE = LuaScript.load("move")
 REQUEUE = LuaScript.load("requeue")
 MESSAGE_IDS = LuaScript.load("message_ids")
 RESCUE = LuaScript.load("rescue")
+DEAD_LETTERS = LuaScript.load("dead_letters")
+OUTBOX_TAKE = LuaScript.load("outbox_take")
+SET_WEBHOOK_STATUS = LuaScript.load("set_webhook_status")

@@ -1,58 +1,51 @@
--- Claim: take a run of a job (compare-and-set). A finished job, or one running under a live
--- lease held by another worker, is not taken. The claim records this worker as the run's owner
--- and takes the lease; a job whose run was lost on its last attempt ends `dead` here, and a job
--- whose cancel was requested ends `cancelled`.
--- `replaceable_holder`: a lease holder known to be dead (a local process), '' if none.
--- Returns {status, ...}: claimed + payload (nil when expired) + the job hash | missing
---   | terminal + state | leased + holder + pttl | cancelled | dead
-local job_key, lease_key, events_key, running_key, active_key, payload_key, dead_key, counters_key, pending_key = unpack(KEYS)
-local worker_id, lease_ms, now, events_maxlen, replaceable_holder, retention = unpack(ARGV)
+-- Claim: take a run of a job (compare-and-set) and its lease. A finished job is not taken, nor a
+-- job waiting in the delayed set (its message is stale: the mover queues it at its time), nor a
+-- job running under a live lease held by another worker. A running job whose lease lapsed, or
+-- whose holder is a process known to be dead (`replaceable_holder`, '' if none), is taken over.
+-- The lease is the job's score in its type's running set: the time it lapses unless renewed.
+-- The claim answers with the record (the input rides in it) and an intent for the runner:
+--   run     run the job (attempts counted, a `running` event written)
+--   lost    the previous run was lost on the job's last attempt: end it dead, do not run it
+--   cancel  a cancel was requested before this run: end it cancelled, do not run it
+-- Returns {'claimed', intent, field, value, ...} | {'missing'} | {'terminal', state}
+--   | {'waiting', state} | {'leased', holder, seconds left}
+local job_key, running_key, pending_key, events_key = unpack(KEYS)
+local worker_id, now, lease_seconds, events_maxlen, replaceable_holder = unpack(ARGV)
 
-local h = redis.call('HMGET', job_key, 'state', 'attempts', 'max_attempts', 'cancel_requested', 'id')
-local state, id = h[1], h[5]
-if not state then return {'missing'} end
+local flat = redis.call('HGETALL', job_key)
+if #flat == 0 then return {'missing'} end
+local h = {}
+for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+local state = h['state']
 if state == 'succeeded' or state == 'failed' or state == 'dead' or state == 'cancelled' then
   return {'terminal', state}
 end
-local attempts, max_attempts = tonumber(h[2] or '0'), tonumber(h[3] or '1')
+if state == 'scheduled' or state == 'retrying' then return {'waiting', state} end
+local attempts, max_attempts = tonumber(h['attempts'] or '0'), tonumber(h['max_attempts'] or '1')
+local intent = 'run'
 if state == 'running' then
-  local holder = redis.call('GET', lease_key)
-  if holder and holder ~= worker_id and holder ~= replaceable_holder then
-    return {'leased', holder, tostring(redis.call('PTTL', lease_key))}
+  local lapses = redis.call('ZSCORE', running_key, h['id'])
+  local holder = h['worker'] or ''
+  if lapses and tonumber(lapses) > tonumber(now) and holder ~= worker_id and holder ~= replaceable_holder then
+    return {'leased', holder, tostring(tonumber(lapses) - tonumber(now))}
   end
+  if attempts >= max_attempts then intent = 'lost' end
+else
+  -- Its message has been delivered: the lost-message sweep need not look for it any more.
+  redis.call('ZREM', pending_key, h['id'])
 end
--- Its message has been delivered: the lost-message sweep need not look for it any more.
-redis.call('ZREM', pending_key, id)
-local function finish(new_state, err)
-  redis.call('HSET', job_key, 'state', new_state, 'finished_at', now, 'error', err)
-  redis.call('HDEL', job_key, 'worker')
-  redis.call('DEL', lease_key)
-  redis.call('ZREM', running_key, id)
-  if redis.call('DECR', active_key) < 0 then redis.call('SET', active_key, 0) end
-  redis.call('HINCRBY', counters_key, new_state, 1)
-  for _, k in ipairs({job_key, events_key, payload_key}) do redis.call('EXPIRE', k, retention) end
-  redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state',
-             'data', '{"state":"' .. new_state .. '","at":' .. now .. ',"error":' .. err .. '}')
-end
-if h[4] == '1' then
-  finish('cancelled', 'null')
-  redis.call('DEL', payload_key)
-  return {'cancelled'}
-end
-if state == 'running' and attempts >= max_attempts then
-  -- The previous run's worker vanished (killed, OOM) on the last attempt: a poison job.
-  finish('dead', '{"type":"WorkerLost","message":"the worker running this job was lost on every attempt","retryable":true}')
-  redis.call('ZADD', dead_key, now, id)
-  return {'dead'}
-end
-attempts = attempts + 1
+if h['cancel_requested'] == '1' then intent = 'cancel' end
+if intent == 'run' then attempts = attempts + 1 end
+h['state'], h['started_at'], h['attempts'], h['worker'] = 'running', now, tostring(attempts), worker_id
 redis.call('HSET', job_key, 'state', 'running', 'started_at', now, 'attempts', attempts, 'worker', worker_id)
-redis.call('HDEL', job_key, 'retry_at')
-redis.call('SET', lease_key, worker_id, 'PX', lease_ms)
-redis.call('ZADD', running_key, now, id)
-redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state',
-           'data', '{"state":"running","at":' .. now .. ',"attempt":' .. attempts .. '}')
--- The payload rides along: the worker needs it next, and this saves it a round trip.
-local out = {'claimed', redis.call('GET', payload_key)}
-for _, v in ipairs(redis.call('HGETALL', job_key)) do out[#out + 1] = v end
+redis.call('ZADD', running_key, tonumber(now) + tonumber(lease_seconds), h['id'])
+if intent == 'run' then
+  redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state',
+             'data', '{"state":"running","at":' .. now .. ',"attempt":' .. attempts .. '}')
+end
+local out = {'claimed', intent}
+for k, v in pairs(h) do
+  out[#out + 1] = k
+  out[#out + 1] = v
+end
 return out

@@ -1,41 +1,100 @@
--- Finish: the end of a run, or its move to `retrying`. Only the run's current owner may write,
--- so however many deliveries there are, a result is written once.
--- result_json: '' for none; error_json: 'null' for none; retry_at: for `retrying`.
--- Returns {'ok'} or {'stale', current state}: someone else owns the run now, nothing written.
-local job_key, result_key, payload_key, events_key, lease_key, running_key, dead_key, active_key, counters_key, pending_key = unpack(KEYS)
-local worker_id, new_state, now, result_json, error_json, events_maxlen, retention, retry_at = unpack(ARGV)
+-- Finish: every way a job leaves a run or a wait, in one place. `mode` says who asks:
+--   run     the run's owner (`worker_id`) records its outcome: succeeded | failed | dead | cancelled,
+--           or retrying (the job joins the delayed set until `retry_at`, with `message` to queue then)
+--   cancel  the API cancels for `tenant`: a queued, scheduled or retrying job ends at once; a running
+--           one is asked to stop at its next checkpoint
+--   lost    the lease reaper found the run's lease lapsed (its worker is gone): the job goes back to
+--           the head of its queue with `message`, or ends dead when that was its last attempt
+--           (cancelled when a cancel was requested)
+-- A late or duplicate caller changes nothing: each mode checks the stored state first.
+-- Ending a job: the terminal event (its stream id is kept as `final_event`), the tenant's quota
+-- counts, the lifetime counters, the dead-letter indexes, a webhook in the outbox if the job asked
+-- for one, and the TTLs: the record lives `retention` more seconds, its events `events_grace`.
+-- Succeeded and cancelled jobs drop their input; failed and dead ones keep it to be requeued.
+-- Returns {'ok', state} | {'requeued'} | {'cancelling'} | {'stale', state} | {'terminal', state}
+--   | {'alive'} | {'missing'}
+local job_key, events_key, running_key, usage_key, counters_key, dead_key, tenant_dead_key, delayed_key, pending_key, queue_key, webhooks_key, unacked_key, unacked_index_key = unpack(KEYS)
+local mode, worker_id, tenant, new_state, now, result_json, error_json, retry_at, message, message_tag, events_maxlen, retention, events_grace = unpack(ARGV)
 
-local h = redis.call('HMGET', job_key, 'state', 'worker', 'id')
-if h[1] ~= 'running' or h[2] ~= worker_id then return {'stale', h[1] or 'missing'} end
-local id = h[3]
-redis.call('DEL', lease_key)
-redis.call('ZREM', running_key, id)
-redis.call('HDEL', job_key, 'worker')
+local h = redis.call('HMGET', job_key, 'state', 'worker', 'id', 'type', 'attempts', 'max_attempts',
+                     'cancel_requested', 'payload_bytes', 'callback_url', 'message_tag', 'tenant', 'result_writes')
+local state, id, job_type = h[1], h[3], h[4]
+if not state then return {'missing'} end
+local waiting = state == 'queued' or state == 'scheduled' or state == 'retrying'
+
+local function state_event(name, extra)
+  return redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state',
+                    'data', '{"state":"' .. name .. '","at":' .. now .. extra .. '}')
+end
+
+if mode == 'run' then
+  if state ~= 'running' or h[2] ~= worker_id then return {'stale', state} end
+elseif mode == 'cancel' then
+  if h[11] ~= tenant then return {'missing'} end
+  if state == 'running' then
+    redis.call('HSET', job_key, 'cancel_requested', '1')
+    redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'progress',
+               'data', '{"message":"cancel requested"}')
+    return {'cancelling'}
+  end
+  if not waiting then return {'terminal', state} end
+  new_state, error_json = 'cancelled', 'null'
+  -- A queued job's message stays on its list: the worker that takes it finds the job ended.
+  redis.call('ZREM', state == 'queued' and pending_key or delayed_key, id)
+else -- lost
+  if state ~= 'running' then return {'stale', state} end
+  local lapses = redis.call('ZSCORE', running_key, id)
+  if lapses and tonumber(lapses) > tonumber(now) then return {'alive'} end
+  -- The worker is gone, but kombu still holds its message as unacknowledged: drop that copy, so
+  -- the visibility timeout does not run the job once more.
+  if h[10] and h[10] ~= '' then
+    redis.call('HDEL', unacked_key, h[10])
+    redis.call('ZREM', unacked_index_key, h[10])
+  end
+  if h[7] == '1' then
+    new_state, error_json = 'cancelled', 'null'
+  elseif tonumber(h[5] or '0') >= tonumber(h[6] or '1') then
+    new_state = 'dead'
+    error_json = '{"type":"WorkerLost","message":"the worker running this job was lost on every attempt","retryable":true}'
+  else
+    redis.call('ZREM', running_key, id)
+    redis.call('HSET', job_key, 'state', 'queued', 'queued_at', now, 'worker', '', 'message_tag', message_tag)
+    redis.call('RPUSH', queue_key, message) -- the right end: the next one a worker takes
+    redis.call('ZADD', pending_key, now, id)
+    redis.call('HINCRBY', counters_key, job_type .. ':recovered', 1)
+    state_event('queued', ',"worker_lost":true')
+    return {'requeued'}
+  end
+end
+
+if state == 'running' then redis.call('ZREM', running_key, id) end
 if new_state == 'retrying' then
-  redis.call('HSET', job_key, 'state', 'retrying', 'error', error_json, 'retry_at', retry_at)
-  redis.call('HINCRBY', counters_key, 'retried', 1)
-  -- The retry's message is due on its queue from retry_at on (the sweep looks for it after that).
-  redis.call('ZADD', pending_key, retry_at, id)
-  redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state', 'data',
-             '{"state":"retrying","at":' .. now .. ',"error":' .. error_json .. ',"retry_at":' .. retry_at .. '}')
-  return {'ok'}
+  redis.call('HSET', job_key, 'state', 'retrying', 'error', error_json, 'retry_at', retry_at,
+             'message', message, 'message_tag', message_tag)
+  redis.call('ZADD', delayed_key, retry_at, id)
+  redis.call('HINCRBY', counters_key, job_type .. ':retried', 1)
+  state_event('retrying', ',"error":' .. error_json .. ',"retry_at":' .. retry_at)
+  return {'ok', 'retrying'}
 end
-redis.call('HSET', job_key, 'state', new_state, 'finished_at', now, 'error', error_json)
+
+local final_event = state_event(new_state, ',"error":' .. error_json)
+local record = {'state', new_state, 'finished_at', now, 'error', error_json, 'final_event', final_event}
 if result_json ~= '' then
-  redis.call('SET', result_key, result_json, 'EX', retention)
-  redis.call('HINCRBY', job_key, 'result_writes', 1)
+  for _, v in ipairs({'result', result_json, 'result_writes', tonumber(h[12] or '0') + 1}) do record[#record + 1] = v end
 end
-if new_state == 'dead' then redis.call('ZADD', dead_key, now, id) end
 if new_state == 'succeeded' or new_state == 'cancelled' then
-  redis.call('DEL', payload_key)
-else
-  -- failed and dead jobs keep their payload until retention, so they can be requeued
-  redis.call('EXPIRE', payload_key, retention)
+  for _, v in ipairs({'payload', '', 'message', ''}) do record[#record + 1] = v end
 end
-if redis.call('DECR', active_key) < 0 then redis.call('SET', active_key, 0) end
-redis.call('HINCRBY', counters_key, new_state, 1)
+redis.call('HSET', job_key, unpack(record))
+if new_state == 'dead' then
+  redis.call('ZADD', dead_key, now, id)
+  redis.call('ZADD', tenant_dead_key, now, id)
+end
+if redis.call('HINCRBY', usage_key, 'active', -1) < 0 then redis.call('HSET', usage_key, 'active', 0) end
+local bytes = tonumber(h[8] or '0')
+if bytes > 0 and redis.call('HINCRBY', usage_key, 'bytes', -bytes) < 0 then redis.call('HSET', usage_key, 'bytes', 0) end
+redis.call('HINCRBY', counters_key, job_type .. ':' .. new_state, 1)
 redis.call('EXPIRE', job_key, retention)
-redis.call('EXPIRE', events_key, retention)
-redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state', 'data',
-           '{"state":"' .. new_state .. '","at":' .. now .. ',"error":' .. error_json .. '}')
-return {'ok'}
+redis.call('EXPIRE', events_key, events_grace)
+if h[9] and h[9] ~= '' then redis.call('ZADD', webhooks_key, now, id .. '/' .. final_event) end
+return {'ok', new_state}

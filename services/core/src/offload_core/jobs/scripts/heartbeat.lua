@@ -1,15 +1,12 @@
--- Heartbeat: renew a run's lease, and tell the worker whether the job's cancel was requested.
+-- Heartbeat: renew a run's lease (its score in the running set), and tell the worker whether
+-- the job's cancel was requested. A lease that lapsed while nobody took the job over (a long
+-- pause) is simply renewed: the run still belongs to this worker.
 -- Returns {owned 0/1, cancel_requested 0/1}
-local lease_key, job_key = unpack(KEYS)
-local worker_id, lease_ms = unpack(ARGV)
+local job_key, running_key = unpack(KEYS)
+local worker_id, now, lease_seconds = unpack(ARGV)
 
-local owned = 0
-if redis.call('GET', lease_key) == worker_id then
-  redis.call('PEXPIRE', lease_key, lease_ms); owned = 1
-elseif redis.call('HGET', job_key, 'worker') == worker_id and redis.call('HGET', job_key, 'state') == 'running' then
-  -- The lease lapsed (a long pause) but nobody took the job over: take the lease back.
-  redis.call('SET', lease_key, worker_id, 'PX', lease_ms); owned = 1
-end
-local cancel = 0
-if redis.call('HGET', job_key, 'cancel_requested') == '1' then cancel = 1 end
-return {owned, cancel}
+local h = redis.call('HMGET', job_key, 'state', 'worker', 'cancel_requested', 'id')
+if h[1] ~= 'running' or h[2] ~= worker_id then return {0, 0} end
+redis.call('ZADD', running_key, tonumber(now) + tonumber(lease_seconds), h[4])
+if h[3] == '1' then return {1, 1} end
+return {1, 0}

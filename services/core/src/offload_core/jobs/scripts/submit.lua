@@ -1,12 +1,15 @@
 -- Submit: store a new job and queue its message in one atomic step.
--- Checks the Idempotency-Key, then the tenant's rate and queued-job quota; then writes the
--- record, the payload and the first event, indexes the job and LPUSHes its Celery message.
--- A 202 is therefore only ever sent for a job that is both stored and queued.
+-- Checks the Idempotency-Key, then the tenant's rate, unfinished-job quota and byte quota; then
+-- writes the record (the input rides in it) and indexes the job, and either LPUSHes its Celery
+-- message (`due` = '') or, for a job scheduled later, keeps the message in the record and puts
+-- the job in the delayed set, where the mover finds it at its time. A 202 is therefore only ever
+-- sent for a job that is both stored and queued (or scheduled).
+-- No event is written: a job's first state is replayed from its record (event id 0-1).
 -- `fields` is the record's field/value pairs as one JSON array: one argument, not twenty
 -- (redis-py packs every argument in Python; BENCHMARKS.md, "Fifth round").
--- Returns {status, job id}: created | existing | conflict | rate_limited | quota_exceeded
-local idem_key, rate_key, active_key, job_key, payload_key, events_key, tenant_jobs_key, queue_key, counters_key, pending_key = unpack(KEYS)
-local job_id, digest, idem_ttl, rate_limit, max_active, now, payload, message, events_maxlen, retention, has_idem, rate_ttl, fields = unpack(ARGV)
+-- Returns {status, job id}: created | existing | conflict | rate_limited | quota_exceeded | bytes_exceeded
+local idem_key, rate_key, usage_key, job_key, queue_key, pending_key, delayed_key, tenant_jobs_key = unpack(KEYS)
+local job_id, digest, idem_ttl, has_idem, rate_limit, rate_ttl, max_active, max_bytes, now, due, fields, payload, payload_bytes, message, message_tag = unpack(ARGV)
 
 if has_idem == '1' then
   local seen = redis.call('GET', idem_key)
@@ -23,22 +26,32 @@ if n > tonumber(rate_limit) then
   redis.call('DECR', rate_key)
   return {'rate_limited', ''}
 end
-if tonumber(redis.call('GET', active_key) or '0') >= tonumber(max_active) then
+if redis.call('HINCRBY', usage_key, 'active', 1) > tonumber(max_active) then
+  redis.call('HINCRBY', usage_key, 'active', -1)
   redis.call('DECR', rate_key)
   return {'quota_exceeded', ''}
 end
-redis.call('HSET', job_key, unpack(cjson.decode(fields)))
-redis.call('EXPIRE', job_key, retention)
-redis.call('SET', payload_key, payload, 'EX', retention)
-redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state', 'data', '{"state":"queued","at":' .. now .. '}')
-redis.call('EXPIRE', events_key, retention)
+if redis.call('HINCRBY', usage_key, 'bytes', payload_bytes) > tonumber(max_bytes) then
+  redis.call('HINCRBY', usage_key, 'bytes', -tonumber(payload_bytes))
+  redis.call('HINCRBY', usage_key, 'active', -1)
+  redis.call('DECR', rate_key)
+  return {'bytes_exceeded', ''}
+end
+local record = cjson.decode(fields)
+for _, v in ipairs({'payload', payload, 'message_tag', message_tag}) do record[#record + 1] = v end
+if due ~= '' then
+  record[#record + 1] = 'message'
+  record[#record + 1] = message
+end
+redis.call('HSET', job_key, unpack(record))
 redis.call('ZADD', tenant_jobs_key, now, job_id)
-redis.call('ZREMRANGEBYSCORE', tenant_jobs_key, '-inf', tonumber(now) - tonumber(retention))
-redis.call('INCR', active_key)
-redis.call('LPUSH', queue_key, message)
-redis.call('ZADD', pending_key, now, job_id)
+if due ~= '' then
+  redis.call('ZADD', delayed_key, due, job_id)
+else
+  redis.call('LPUSH', queue_key, message)
+  redis.call('ZADD', pending_key, now, job_id)
+end
 if has_idem == '1' then
   redis.call('SET', idem_key, job_id .. ' ' .. digest, 'EX', idem_ttl)
 end
-redis.call('HINCRBY', counters_key, 'submitted', 1)
 return {'created', job_id}

@@ -258,6 +258,7 @@ function renderJob(job) {
     ['Trace', traceLink(job.trace_id)],
   ];
   if (job.state === 'retrying' && job.retry_at) fields.splice(3, 0, ['Next attempt', timeEl(job.retry_at)]);
+  if (job.run_at) fields.splice(3, 0, ['Runs at', timeEl(job.run_at)]);
   if (job.cancel_requested && !TERMINAL.has(job.state)) fields.push(['Cancel', 'requested; stops at the next checkpoint']);
   $('job-fields').replaceChildren(...fields.flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]));
   renderProgress(job.progress, job.state);

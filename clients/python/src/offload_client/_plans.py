@@ -1,0 +1,260 @@
+"""How a call is retried and how a job is followed: every decision the clients make, and no I/O.
+
+A plan is a generator. It yields the I/O it needs, one step at a time, and is sent each step's
+outcome; an `httpx.TransportError` a step raised is thrown into the plan where it yielded that
+step. `OffloadClient` and `AsyncOffloadClient` each carry the steps out in one short loop
+(`_drive`), so the two clients cannot decide anything differently.
+
+    step                  what the driver does                            outcome sent back
+    Send(request)         sends it and reads the whole answer             the httpx.Response
+    OpenStream(request)   sends it and keeps the answer open (the stream) the httpx.Response
+    ReadBody()            reads the stream's body (an error answer)       -
+    NextLine()            reads the stream's next line                    the line; None at the end
+    CloseStream()         closes the stream                               -
+    Sleep(seconds)        sleeps                                          -
+    Emit(item)            hands an event (or a listed job) to the caller  -
+
+The driver also closes a stream still open when the plan ends, fails, or is abandoned.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import httpx
+
+from . import _calls
+from ._calls import Call
+from .config import ClientConfig
+from .errors import ApiError, TransportError, WaitTimeout, error_from_response
+from .models import Job, JobState, JobType, StateEvent, event_from_sse
+from .sse import SseDecoder
+
+T = TypeVar("T")
+
+# Answers worth asking again for: refused for now (429) or unavailable for now (503).
+RETRYABLE_STATUS = frozenset({429, 503})
+DEFAULT_RECONNECT_SECONDS = 1.0  # before opening a lost stream again, until the server says (`retry:`)
+MAX_RECONNECT_SECONDS = 10.0     # the most a server's `retry:` may make us wait
+STREAM_ENDED = "the stream ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    request: httpx.Request
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStream:
+    request: httpx.Request
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBody:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NextLine:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStream:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    item: Any
+
+
+Step: TypeAlias = Send | OpenStream | ReadBody | NextLine | CloseStream | Sleep | Emit
+Plan: TypeAlias = Generator[Step, Any, T]
+
+
+class Run(Generic[T]):
+    """A plan as its driver sees it: `for step in run:` hands out the steps; the driver answers
+    a step with `run.reply(outcome)` or `run.fail(error)` (or not at all when it has no outcome);
+    `run.result` is what the plan returned."""
+
+    result: T
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self._plan = plan
+        self._outcome: Any = None
+        self._error: BaseException | None = None
+
+    def __iter__(self) -> Run[T]:
+        return self
+
+    def __next__(self) -> Step:
+        outcome, error = self._outcome, self._error
+        self._outcome = self._error = None
+        try:
+            return self._plan.throw(error) if error is not None else self._plan.send(outcome)
+        except StopIteration as done:
+            self.result = done.value
+            raise StopIteration from None
+
+    def reply(self, outcome: Any) -> None:
+        self._outcome = outcome
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+
+    def close(self) -> None:
+        self._plan.close()
+
+
+# -- plans ------------------------------------------------------------------------------------
+
+
+def send(config: ClientConfig, call: Call) -> Plan[httpx.Response]:
+    """Send `call`; retry a connection that could not be opened and a 429 or 503 answer, as
+    `config.retry` allows (after the server's `Retry-After` when it sent one)."""
+    attempt = 0
+    while True:
+        try:
+            response = yield Send(_calls.http_request(config, call))
+        except httpx.ConnectError as exc:
+            # Nothing reached the service, so trying again cannot do anything twice.
+            delay = config.retry.delay(attempt, None)
+            if delay is None:
+                raise TransportError(f"cannot reach {_calls.url(config, call)}: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise TransportError(f"{call.method} {_calls.url(config, call)} failed: {exc}") from exc
+        else:
+            if response.status_code not in RETRYABLE_STATUS:
+                return response
+            error = error_from_response(response)
+            delay = config.retry.delay(attempt, error.retry_after)
+            if delay is None:
+                raise error
+        yield Sleep(delay)
+        attempt += 1
+
+
+def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
+           deadline: float | None) -> Plan[str | None]:
+    """Emit the job's events from the start (or after `last_event_id`) until its terminal state,
+    or until `deadline` (a `time.monotonic()` time) passes. Returns the last state it saw.
+
+    A stream that was cut, or that the server ended (it may cap a stream's lifetime), is opened
+    again with `Last-Event-ID`, so no event is lost or repeated: after the server's `retry:`
+    delay, or after its `Retry-After` when it refused (429) or was unavailable (503); a
+    `Retry-After` longer than `config.retry.max_delay` is raised at once. After more than
+    `config.max_stream_reconnects` failed connections in a row that brought no event, it gives up
+    (a stream the server ended in good order is not a failure).
+    A terminal state in the middle of a replay is not the end: a requeued job has events after
+    its first end, and the server sends them all.
+    """
+    last_id = last_event_id or ""
+    last_state: str | None = None
+    retry_ms: int | None = None  # the server's `retry:` advice, kept across connections
+    fruitless = 0                # connections in a row that brought no event
+    while True:
+        idle = config.stream_idle_timeout  # no byte for this long (keepalives included): lost
+        if deadline is not None:
+            idle = min(idle, max(0.01, deadline - time.monotonic()))
+        request = _calls.http_request(config, _calls.events(job_id, last_id), read_timeout=idle)
+        got_event = at_terminal = False
+        retry_after: float | None = None
+        try:
+            response = yield OpenStream(request)
+            if response.status_code >= 400:
+                yield ReadBody()
+                error = error_from_response(response)
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise error
+                cause: BaseException | str = error
+                retry_after = error.retry_after
+            else:
+                decoder = SseDecoder()  # one per connection
+                while (line := (yield NextLine())) is not None:
+                    message = decoder.feed(line)
+                    if decoder.retry_ms is not None:
+                        retry_ms = decoder.retry_ms
+                    if message is None:
+                        continue
+                    event = event_from_sse(message.id, message.event, _json_or_text(message.data))
+                    last_id = message.id or last_id
+                    got_event = True
+                    at_terminal = isinstance(event, StateEvent) and event.state.is_terminal
+                    if isinstance(event, StateEvent):
+                        last_state = event.state.value
+                    yield Emit(event)
+                if at_terminal:
+                    return last_state  # the server ends the stream after the job's final state
+                cause = STREAM_ENDED
+        except httpx.TransportError as exc:
+            cause = exc
+        yield CloseStream()
+        if deadline is not None and time.monotonic() >= deadline:
+            return last_state
+        if cause == STREAM_ENDED and not got_event:
+            # Nothing after our cursor: the end, if the job is over. (A stream that brought
+            # events is resumed even then: the server may have ended it before the last ones.)
+            job = _calls.as_job((yield from send(config, _calls.get_job(job_id))))
+            if job.is_terminal:
+                return last_state
+        # A stream the server ended in good order (its lifetime cap, say) is news too: the service
+        # answers, the job just has nothing new. Only failures count towards giving up.
+        fruitless = 0 if got_event or cause == STREAM_ENDED else fruitless + 1
+        if fruitless > config.max_stream_reconnects:
+            if isinstance(cause, ApiError):
+                raise cause  # still refused (429) or unavailable (503): the server's own words
+            raise TransportError(f"lost the event stream of job {job_id} {fruitless} times in a row "
+                                 f"without news (last: {cause})")
+        if retry_after is not None:
+            if retry_after > config.retry.max_delay:
+                raise cause  # longer than this client waits: the caller decides (RetryPolicy)
+            delay = retry_after
+        elif retry_ms is not None:
+            delay = min(retry_ms / 1000, MAX_RECONNECT_SECONDS)
+        else:
+            delay = DEFAULT_RECONNECT_SECONDS
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - time.monotonic()))
+        yield Sleep(delay)
+
+
+def wait(config: ClientConfig, job_id: str, timeout: float | None) -> Plan[Job]:
+    """Emit the job's events until it is terminal, then return its final record; raise
+    `WaitTimeout` if it is not terminal within `timeout` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last_state = yield from follow(config, job_id, None, deadline)
+    job = _calls.as_job((yield from send(config, _calls.get_job(job_id))))
+    if not job.is_terminal:  # the deadline passed
+        raise WaitTimeout(job_id, timeout or 0.0, last_state or job.state.value)
+    return job
+
+
+def iter_jobs(config: ClientConfig, *, state: JobState | str | None, type: JobType | str | None,  # noqa: A002
+              page_size: int) -> Plan[None]:
+    """Emit all of the tenant's jobs, newest first, fetching pages as needed."""
+    cursor = None
+    while True:
+        call = _calls.list_jobs(state=state, type=type, cursor=cursor, limit=page_size)
+        page = _calls.as_page((yield from send(config, call)))
+        for job in page.jobs:
+            yield Emit(job)
+        if not page.next_cursor:
+            return
+        cursor = page.next_cursor
+
+
+def _json_or_text(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
