@@ -123,9 +123,13 @@ def test_a_full_redis_answers_503_and_keeps_serving_reads(tmp_path) -> None:
         first = platform.submit_llm(SHORT)
         assert first.status_code == 202, first.text
         client = server.client()
-        client.set("filler", b"x" * 2_000_000)
+        # 4 MB in small values: one big SET would leave a 2 MB query buffer on the connection,
+        # which Redis frees a moment later, and the store would no longer be full.
+        filler = [f"filler:{i}" for i in range(400)]
+        for name in filler:
+            client.set(name, b"x" * 10_000)
         jobs_before = len(client.keys("offload:job:*"))
-        client.config_set("maxmemory", client.info("memory")["used_memory"] - 100_000)
+        client.config_set("maxmemory", client.info("memory")["used_memory"] - 1_000_000)
 
         full = platform.submit_llm(SHORT)
         assert full.status_code == 503, full.text
@@ -134,7 +138,7 @@ def test_a_full_redis_answers_503_and_keeps_serving_reads(tmp_path) -> None:
         assert len(client.keys("offload:job:*")) == jobs_before, "a refused submit must leave nothing behind"
         assert platform.job(first.json()["id"])["state"] == "queued", "reads go on"
 
-        client.delete("filler")
+        client.delete(*filler)
         assert platform.submit_llm(SHORT).status_code == 202
     finally:
         factory.stop_all()
