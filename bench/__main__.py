@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import autoscale, ceiling, footprint, latency, llm, ocr, recovery, report, submit, worker_path
+from . import (autoscale, ceiling, footprint, latency, live_events, llm, llm_streams, ocr, recovery, report, submit,
+               worker_path)
 from .machine import LoadSampler, describe
 from .procs import REPO, RedisServer
 
-SECTIONS = ("ceiling", "submit", "worker", "latency", "ocr", "llm", "footprint", "autoscale", "recovery")
+SECTIONS = ("ceiling", "submit", "worker", "latency", "ocr", "llm", "llm_streams", "footprint", "autoscale", "sse",
+            "recovery")
 
 
 @dataclass
@@ -49,6 +51,12 @@ class Profile:
     pod_start_s: float = 10.0
     # LLM rounds are seconds each and the most sensitive to a busy neighbour: more of them.
     llm_rounds_factor: int = 1
+    # Live events: followers on one status process, and how long the events flow.
+    sse_followers: int = 1000
+    sse_seconds: float = 20
+    # Many streams through one LLM worker pod against the simulator: jobs and tokens per job.
+    llm_stream_jobs: int = 256
+    llm_stream_tokens: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,7 +69,8 @@ PROFILES = {
     "quick": Profile(rounds=1, redis_requests=5_000, monitor_jobs=10, submit_seconds=1, submit_fractions=[0.5],
                      worker_window=1, worker_n_cap=300, latency_per_round=8, priority_backlog=100, priority_probes=2,
                      ocr_png_pages=1, ocr_pdf_pages=0, llm_max_tokens=8, llm_threads=1, footprint_seconds=1,
-                     autoscale_burst=200, recovery_kills=1, scheduled_jobs=10),
+                     autoscale_burst=200, sse_followers=50, sse_seconds=2, recovery_kills=1, scheduled_jobs=10,
+                     llm_stream_jobs=32, llm_stream_tokens=8),
 }
 
 DEFAULT_PEERS_BIN = Path.home() / ".cache" / "offload" / "bench" / "peers" / "bin"
@@ -180,6 +189,9 @@ def _run_section(name: str, p: Profile, server: RedisServer, log_dir: Path, args
     if name == "llm":
         return llm.run(server, log_dir, rounds=p.rounds * p.llm_rounds_factor, threads=p.llm_threads,
                        max_tokens=p.llm_max_tokens)
+    if name == "llm_streams":
+        return llm_streams.run(server, log_dir, rounds=p.rounds, jobs=p.llm_stream_jobs, tokens=p.llm_stream_tokens,
+                               followed=min(32, p.llm_stream_jobs))
     if name == "recovery":
         return recovery.run(server, log_dir, kills=p.recovery_kills, scheduled=p.scheduled_jobs, spread_s=10.0)
     if name == "footprint":
@@ -189,6 +201,8 @@ def _run_section(name: str, p: Profile, server: RedisServer, log_dir: Path, args
         measured = results["sections"].get("ocr", {}).get("pages_per_s", {}).get("offload", {}).get("median")
         per_replica = measured or 1.0  # without an OCR run: one page per second, said in the table
         return autoscale.run(burst=p.autoscale_burst, per_replica_jobs_per_s=per_replica, pod_start_s=p.pod_start_s)
+    if name == "sse":
+        return live_events.run(server, log_dir, rounds=p.rounds, followers=p.sse_followers, seconds=p.sse_seconds)
     raise ValueError(name)
 
 

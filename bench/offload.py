@@ -55,12 +55,15 @@ class OffloadEnv:
 
     def gateway(self, name: str = "offload-gateway", **extra: str) -> Proc:
         port = free_port()
-        return Proc(name, [str(VENV_BIN / "offload-gateway")], self.env(OFFLOAD_PORT=str(port), **extra),
+        return Proc(name, [str(VENV_BIN / "offload-gateway")],
+                    self.env(OFFLOAD_PORT=str(port), **{"OFFLOAD_METRICS_PORT": str(free_port()), **extra}),
                     self.log_dir, port=port)
 
     def status(self, **extra: str) -> Proc:
+        # Each API service serves its metrics on a port of its own: a free one here, not 9090.
         return Proc("offload-status", [str(VENV_BIN / "offload-status")],
-                    self.env(OFFLOAD_PORT=str(self.status_port), **extra), self.log_dir, port=self.status_port)
+                    self.env(OFFLOAD_PORT=str(self.status_port), **{"OFFLOAD_METRICS_PORT": str(free_port()), **extra}),
+                    self.log_dir, port=self.status_port)
 
     def probe_worker(self, concurrency: int = 2, name: str = "offload-probe-worker") -> Proc:
         """The product's own OCR worker, running probe jobs (every worker runs them): claim, lease,
@@ -85,6 +88,12 @@ def probe_job(priority: Priority = Priority.NORMAL, sleep_seconds: float = 0.0) 
     payload = json.dumps({"sleep_seconds": sleep_seconds}, separators=(",", ":")).encode()
     return NewJob(type=JobType.PROBE, tenant=TENANT, priority=priority, payload=payload,
                   params={"sleep_seconds": sleep_seconds, "steps": 1, "fail": "none", "fail_attempts": 0})
+
+
+def llm_job(priority: Priority = Priority.NORMAL) -> NewJob:
+    """An LLM job as the gateway stores one (the live-events section queues them, no worker runs them)."""
+    return NewJob(type=JobType.LLM, tenant=TENANT, priority=priority, payload=LLM_PAYLOAD,
+                  params={"model": "bench", "max_tokens": 16, "temperature": 0.0})
 
 
 def succeeded(r, job_type: JobType = JobType.PROBE) -> int:

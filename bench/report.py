@@ -21,6 +21,7 @@ from .stats import spread_pct  # noqa: E402
 TARGETS = {
     "submit_ratio": 0.5, "submit_p99_ms": 10.0, "worker_ratio": 0.8, "latency_ratio": 2.0,
     "ocr_vs_pytesseract": 3.0, "ocr_vs_tesserocr": 0.95, "llm_vs_direct": 0.95,
+    "sse_read_p99_ms": 100.0, "sse_delivery_p99_ms": 100.0, "llm_streams_vs_direct": 0.9,
 }
 
 
@@ -150,6 +151,23 @@ def llm_table(m: dict[str, Any]) -> str:
     return text + _load(m)
 
 
+def llm_streams_table(m: dict[str, Any]) -> str:
+    labels = {"offload": f"Offload: gateway → one `offload-worker-llm` process ({m['in_flight']} streams) → SSE",
+              "direct": f"asyncio client straight to the server, {m['in_flight']} requests in flight"}
+    rows = [[labels[k], _f(m["jobs_per_s"][k], 1), _f(m["tokens_per_s"][k]), _f(m["ttft_p50_ms"][k]),
+             _f(m["ttft_max_ms"][k])] for k in labels]
+    text = _table([f"{m['jobs']} jobs × {m['tokens']} tokens; server: {m['ttft_s'] * 1000:.0f} ms to first token, "
+                   f"{m['itl_s'] * 1000:.0f} ms/token", "jobs/s", "tokens/s", "TTFT p50 ms", "TTFT max ms"], rows)
+    r = m["ratio_jobs_per_s"]
+    rss = m["worker_rss_mib"]
+    text += (f"\n\nOffload / direct, jobs/s: {_x(r)} (target ≥ {TARGETS['llm_streams_vs_direct']}×: "
+             f"{_mark(r['median'] >= TARGETS['llm_streams_vs_direct'])}). The worker pod's RSS after the runs: "
+             f"{rss['total']:.0f} MiB ({rss['processes']} process). Most streams the server saw at once: "
+             f"{m['server_peak_in_flight']}. Offload's TTFT is an SSE client's, from its POST, on {m['followed']} "
+             "followed jobs per round; the direct client's is from its request.")
+    return text + _load(m)
+
+
 def footprint_table(f: dict[str, Any], llm: dict[str, Any] | None) -> str:
     rows = []
     for name, v in f.items():
@@ -162,6 +180,12 @@ def footprint_table(f: dict[str, Any], llm: dict[str, Any] | None) -> str:
         for name, v in llm["rss_mib"].items():
             rows.append([f"{name} (after the LLM runs, model loaded)", "—", f"{v['total']:.0f} ({v['processes']} proc.)"])
     text = _table(["process (tree)", "idle RSS MiB", "loaded RSS MiB"], rows)
+    per_job = f.get("_redis_per_finished_llm_job")
+    if per_job:
+        text += (f"\n\nRedis memory kept by a finished small LLM job (16 tokens, submitted with an Idempotency-Key; "
+                 f"{per_job['jobs']} jobs, after their event streams' grace): "
+                 f"**{per_job['bytes_per_job'] / 1024:.1f} KB** per job, {per_job['keys_per_job']:.1f} keys per job "
+                 f"(its record alone: {per_job['record_bytes']:,} bytes).")
     images = f.get("images", {})
     if images.get("mib"):
         text += "\n\n" + _table(["image", "size MiB"], [[k, f"{v:.0f}"] for k, v in images["mib"].items()])
@@ -201,6 +225,29 @@ def recovery_table(r: dict[str, Any]) -> str:
           f"{st['lease_reaper_s']} s, delayed-set poll {st['delayed_poll_s']} s." + _load(r))
 
 
+def sse_table(e: dict[str, Any]) -> str:
+    n = e["followers"]
+    text = _table([f"{n:,} followers on one status process, {e['seconds']:.0f} s of events", "p50 ms", "p99 ms"], [
+        ["another tenant's `GET /v1/jobs/{id}`", _f(e["read_p50_ms"], 1), _f(e["read_p99_ms"], 1)],
+        ["`GET /readyz`", "—", _f(e["readyz_p99_ms"], 1)],
+        ["event written → follower has it", _f(e["delivery_p50_ms"], 1), _f(e["delivery_p99_ms"], 1)],
+    ])
+    read, delivery = e["read_p99_ms"]["median"], e["delivery_p99_ms"]["median"]
+    lines = [
+        f"Another tenant's read p99 < {TARGETS['sse_read_p99_ms']:.0f} ms: {_mark(read < TARGETS['sse_read_p99_ms'])}; "
+        f"event delivery p99 < {TARGETS['sse_delivery_p99_ms']:.0f} ms: "
+        f"{_mark(delivery < TARGETS['sse_delivery_p99_ms'])}.",
+        f"Events: {min(e['events_sent']):,}+ written per round, one per job every {e['event_interval_s']:g} s; "
+        f"followers that got exactly their job's events, in order, once: {min(e['followers_exact']):,} of {n:,} "
+        f"(every round); failed reads: {max(e['errors'])}.",
+        f"The status process: {max(e['status_redis_connections'])} Redis connections at most, "
+        f"{_f(e['status_cpu_percent'])}% CPU, {_f(e['status_rss_mib'])} MiB RSS; all {n:,} streams open in "
+        f"{_f(e['open_seconds'], 1)} s.",
+        f"Slowest delivery: {_f(e['delivery_max_ms'])} ms.",
+    ]
+    return f"{text}\n\n" + "\n".join(f"- {x}" for x in lines) + _load(e)
+
+
 def tables(results: dict[str, Any]) -> dict[str, str]:
     s = results["sections"]
     out: dict[str, str] = {}
@@ -216,12 +263,16 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
         out["ocr"] = ocr_table(s["ocr"])
     if "llm" in s:
         out["llm"] = llm_table(s["llm"])
+    if "llm_streams" in s:
+        out["llm_streams"] = llm_streams_table(s["llm_streams"])
     if "footprint" in s:
         out["footprint"] = footprint_table(s["footprint"], s.get("llm"))
     if "autoscale" in s:
         out["autoscale"] = autoscale_table(s["autoscale"])
     if "recovery" in s:
         out["recovery"] = recovery_table(s["recovery"])
+    if "sse" in s:
+        out["sse"] = sse_table(s["sse"])
     m = results["machine"]
     pk = ", ".join(f"{k} {v}" for k, v in {**m["packages"], **m.get("peers", {})}.items())
     out["machine"] = (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "

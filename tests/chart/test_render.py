@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from offload_core.queue.scaling import scaled_queues
 from tests.chart.chartkit import (
     KEDA_API,
     NAMESPACE,
@@ -19,6 +20,7 @@ from tests.chart.chartkit import (
 )
 
 WORKERS = {"worker-ocr": "ocr", "worker-llm": "llm"}
+PRIORITIES = ("high", "normal", "low")
 
 
 def test_every_service_gets_a_deployment_service_pdb_and_serviceaccount(renders: dict[str, Rendered]) -> None:
@@ -31,7 +33,7 @@ def test_every_service_gets_a_deployment_service_pdb_and_serviceaccount(renders:
             assert len(rendered.of_kind("PodDisruptionBudget")) == 4, name
 
 
-def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_three_priority_lists(
+def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_priority_lists(
         renders: dict[str, Rendered]) -> None:
     rendered = renders["keda"]
     for service, job_type in WORKERS.items():
@@ -39,13 +41,19 @@ def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_three_pri
         spec = so["spec"]
         assert spec["scaleTargetRef"]["name"] == f"{RELEASE}-offload-{service}"
         triggers = [t for t in spec["triggers"] if t["type"] == "redis"]
-        assert [t["metadata"]["listName"] for t in triggers] == [f"{job_type}.high", f"{job_type}.normal", f"{job_type}.low"]
+        # The lists of every type the worker runs (probes wake only the OCR worker), as the core says.
+        lists = scaled_queues(job_type)
+        assert lists == ([f"ocr.{p}" for p in PRIORITIES] + [f"probe.{p}" for p in PRIORITIES] if job_type == "ocr"
+                         else [f"llm.{p}" for p in PRIORITIES] + [f"embed.{p}" for p in PRIORITIES])
+        assert [t["metadata"]["listName"] for t in triggers] == lists
         names = [t["name"] for t in spec["triggers"]]
         formula = spec["advanced"]["scalingModifiers"]["formula"]
         assert sorted(re.findall(r"[a-z_]+", formula)) == sorted(names), "the formula must use every trigger"
-        # Queued jobs, plus running ones with `concurrency` of them worth one replica (OCR 5/1, LLM 8/4).
-        weight = "5" if job_type == "ocr" else "2"
-        assert formula == f"{job_type}_high + {job_type}_normal + {job_type}_low + ({job_type}_running ?? 0) * {weight}"
+        # Queued jobs, plus running ones with a pod's capacity of them worth one replica: OCR
+        # 5 / concurrency 1; LLM (openai backend, streams on threads) 8 / maxInFlight 64.
+        weight = "5" if job_type == "ocr" else "0.125"
+        queued = " + ".join(q.replace(".", "_") for q in lists)
+        assert formula == f"{queued} + ({job_type}_running ?? 0) * {weight}"
         assert spec["advanced"]["scalingModifiers"]["target"] == ("5" if job_type == "ocr" else "8")
         (running,) = [t for t in spec["triggers"] if t["type"] == "metrics-api"]
         assert running["metadata"]["url"] == f"http://{RELEASE}-offload-status.{NAMESPACE}.svc:9090/scaling/{job_type}"
@@ -59,6 +67,24 @@ def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_three_pri
         assert ta["spec"]["secretTargetRef"] == [
             {"parameter": "password", "name": f"{RELEASE}-offload-redis", "key": "redis-password"}]
         assert triggers[0]["metadata"]["address"] == f"{RELEASE}-offload-redis.{NAMESPACE}.svc:6379"
+
+
+def test_the_llamacpp_worker_counts_its_concurrency_as_a_pod_of_running_jobs(helm: Helm) -> None:
+    rendered = helm.template({"components": {"workerLlm": {"llm": {"backend": "llamacpp"}, "concurrency": 4}}},
+                             api_versions=(KEDA_API,))
+    spec = rendered.get("ScaledObject", f"{RELEASE}-offload-worker-llm")["spec"]
+    assert spec["advanced"]["scalingModifiers"]["formula"].endswith("(llm_running ?? 0) * 2")  # 8 / 4
+    assert rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]["OFFLOAD_LLM_SCALE_CONCURRENCY"] == "4"
+    env = rendered.env("worker-llm")
+    assert env["OFFLOAD_WORKER_POOL"]["value"] == "prefork" and env["OFFLOAD_WORKER_CONCURRENCY"]["value"] == "4"
+
+
+def test_the_openai_worker_keeps_its_streams_on_threads(helm: Helm) -> None:
+    """An empty backend is the default image's openai: no pool is set, so the worker runs
+    config.llm.maxInFlight streams on threads, and KEDA counts that many as one pod."""
+    rendered = helm.template({}, api_versions=(KEDA_API,))
+    assert "OFFLOAD_WORKER_POOL" not in rendered.env("worker-llm")
+    assert rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]["OFFLOAD_LLM_SCALE_CONCURRENCY"] == "64"
 
 
 @pytest.mark.parametrize("value_set", ["defaults", "keda-disabled"])
@@ -241,18 +267,19 @@ def test_network_policies_deny_by_default_and_open_what_each_component_needs(ren
         (ingress,) = policy["spec"]["ingress"]
         assert _rule_ports(ingress) == {9100}
         assert ingress["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
-        (webhook,) = [r for r in policy["spec"]["egress"] if _rule_ports(r) == {80, 443}]
-        (block,) = [t["ipBlock"] for t in webhook["to"]]
-        assert block["cidr"] == "0.0.0.0/0"
-        assert ipaddress.ip_network("10.0.0.0/8") in [ipaddress.ip_network(c) for c in block["except"]]
+        assert not [r for r in policy["spec"]["egress"] if _rule_ports(r) == {80, 443}], "workers send no webhooks"
     llm = rendered.get("NetworkPolicy", f"{RELEASE}-offload-worker-llm")
     ocr = rendered.get("NetworkPolicy", f"{RELEASE}-offload-worker-ocr")
     assert any(_rule_ports(r) == {8080} for r in llm["spec"]["egress"]), "the port of llm.baseUrl"
     assert not any(8080 in _rule_ports(r) for r in ocr["spec"]["egress"])
     status = rendered.get("NetworkPolicy", f"{RELEASE}-offload-status")
     assert any(_rule_ports(r) == {443, 6443} for r in status["spec"]["egress"])
+    # The gateway sends the webhooks (its outbox): to public addresses only.
     gateway = rendered.get("NetworkPolicy", f"{RELEASE}-offload-gateway")
-    assert not any(443 in _rule_ports(r) for r in gateway["spec"]["egress"])
+    (webhook,) = [r for r in gateway["spec"]["egress"] if _rule_ports(r) == {80, 443}]
+    (block,) = [t["ipBlock"] for t in webhook["to"]]
+    assert block["cidr"] == "0.0.0.0/0"
+    assert ipaddress.ip_network("10.0.0.0/8") in [ipaddress.ip_network(c) for c in block["except"]]
     redis = rendered.get("NetworkPolicy", f"{RELEASE}-offload-redis")
     assert "egress" not in redis["spec"]
     keda_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
@@ -341,8 +368,9 @@ def test_each_component_mounts_only_the_secrets_it_uses(helm: Helm) -> None:
     rendered = helm.template({})
     mounted = {c: {v["name"] for v in rendered.deployment(c)["spec"]["template"]["spec"]["volumes"]} - {"tmp"}
                for c in ("gateway", "status", "worker-ocr", "worker-llm")}
+    # The gateway sends and signs the webhooks (its outbox); the workers send none.
     assert mounted == {"gateway": {"api-keys", "webhook-secrets"}, "status": {"api-keys"},
-                       "worker-ocr": {"webhook-secrets"}, "worker-llm": {"webhook-secrets"}}
+                       "worker-ocr": set(), "worker-llm": set()}
 
 
 def test_generated_api_key_is_a_strong_tenant_key_pair(renders: dict[str, Rendered]) -> None:
@@ -385,9 +413,7 @@ def _settings_env_names() -> set[str]:
 
 # Variables the chart sets ahead of the services reading them, each with the change that makes
 # them read. When the code reads one, the test below fails until it is taken off this list.
-AHEAD_OF_THE_CODE = {
-    "OFFLOAD_METRICS_PORT": "issue 18: the gateway and status serve /metrics on their own port",
-}
+AHEAD_OF_THE_CODE: dict[str, str] = {}
 
 
 def test_every_offload_variable_the_chart_sets_is_one_the_code_reads(renders: dict[str, Rendered]) -> None:
@@ -401,6 +427,15 @@ def test_every_offload_variable_the_chart_sets_is_one_the_code_reads(renders: di
             set_by_chart |= {k for k in rendered.env(service) if k.startswith("OFFLOAD_")}
         unknown = sorted(set_by_chart - known - set(AHEAD_OF_THE_CODE))
         assert not unknown, f"{name}: the chart sets variables no code reads: {unknown}"
+
+
+def _pod_capacity(rendered: Rendered, service: str) -> int:
+    """Jobs one pod runs at once, from what the pod is told: the openai LLM worker (no pool set)
+    keeps OFFLOAD_LLM_MAX_IN_FLIGHT streams on threads; otherwise OFFLOAD_WORKER_CONCURRENCY."""
+    env = rendered.env(service)
+    if service == "worker-llm" and "OFFLOAD_WORKER_POOL" not in env:
+        return int(rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]["OFFLOAD_LLM_MAX_IN_FLIGHT"])
+    return int(env["OFFLOAD_WORKER_CONCURRENCY"]["value"])
 
 
 def test_the_status_service_is_told_the_scaling_keda_uses(renders: dict[str, Rendered]) -> None:
@@ -417,8 +452,7 @@ def test_the_status_service_is_told_the_scaling_keda_uses(renders: dict[str, Ren
                 "ACTIVATION_LIST_LENGTH": int(spec["advanced"]["scalingModifiers"]["activationTarget"]),
                 "MIN_REPLICAS": spec["minReplicaCount"],
                 "MAX_REPLICAS": spec["maxReplicaCount"],
-                "CONCURRENCY": rendered.env(service).get("OFFLOAD_WORKER_CONCURRENCY", {}).get("value") and int(
-                    rendered.env(service)["OFFLOAD_WORKER_CONCURRENCY"]["value"]),
+                "CONCURRENCY": _pod_capacity(rendered, service),
             }, f"{name}/{service}"
             # The status service's formula weighs running jobs as KEDA's does.
             assert float(weight) == told["LIST_LENGTH"] / told["CONCURRENCY"], f"{name}/{service}"
@@ -511,7 +545,8 @@ def test_without_counting_running_jobs_keda_scales_on_the_queues_alone(helm: Hel
                                                                    "tests": {"enabled": False}}):
         rendered = helm.template(values, api_versions=(KEDA_API,))
         spec = rendered.get("ScaledObject", f"{RELEASE}-offload-worker-ocr")["spec"]
-        assert spec["advanced"]["scalingModifiers"]["formula"] == "ocr_high + ocr_normal + ocr_low"
+        assert spec["advanced"]["scalingModifiers"]["formula"] == " + ".join(
+            q.replace(".", "_") for q in scaled_queues("ocr"))
         assert "fallback" not in spec and {t["type"] for t in spec["triggers"]} == {"redis"}
         config = rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]
         assert config["OFFLOAD_OCR_SCALE_CONCURRENCY"] == "0", "the status view must not count them either"

@@ -60,9 +60,10 @@ class LocalCluster:
         self.running: list[Running] = []
 
     def start(self, container: LocalContainer, base_env: dict[str, str], *, extra_argv: tuple[str, ...] = (),
-              redis_port: int | None = None) -> Running:
+              redis_port: int | None = None, overrides: dict[str, str] | None = None) -> Running:
+        """`overrides`: what must differ from the pod's environment on one host (ports)."""
         home = self.root / container.name
-        env = {"HOME": str(home), "LANG": "C.UTF-8", **base_env, **container.materialize(home)}
+        env = {"HOME": str(home), "LANG": "C.UTF-8", **base_env, **container.materialize(home), **(overrides or {})}
         if redis_port is not None and "OFFLOAD_REDIS_URL" in env:
             env["OFFLOAD_REDIS_URL"] = env["OFFLOAD_REDIS_URL"].replace(self.redis_host, f"127.0.0.1:{redis_port}")
         # Paths on the command line may point into mounts too.
@@ -165,7 +166,9 @@ def wired(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire
 
         for service in SERVICES:
             container = resolver.deployment(rendered["ocr"], f"{RELEASE}-offload-{service}")
-            running = cluster.start(container, image_env(service), redis_port=redis_port)
+            # Each pod has a network of its own; here the API services' metrics ports must differ.
+            metrics = {"OFFLOAD_METRICS_PORT": str(free_port())} if service in ("gateway", "status") else {}
+            running = cluster.start(container, image_env(service), redis_port=redis_port, overrides=metrics)
             cluster.wait_ready(running, f"http://127.0.0.1:{container.readiness_port}{container.readiness_path}")
         yield Wired(rendered, resolver, cluster,
                     {f"{RELEASE}-offload-gateway": f"127.0.0.1:{ports['gateway']}",

@@ -72,7 +72,7 @@ def test_busy_pods_are_kept_while_their_jobs_run_and_work_for_two_pods_gets_two(
         keda, api: client.ApiClient, helm: ClusterHelm, restricted_namespace, external_redis_values,
         keda_redis, tmp_path: Path) -> None:
     """Scale on work (issue 22, 2.10): KEDA reads the type's running jobs from the real status
-    service (GET /scaling/ocr, on loopback where KEDA runs) besides the Redis lists. Two running
+    service (GET /scaling/ocr on its metrics port, on loopback where KEDA runs) besides the Redis lists. Two running
     jobs on single-job pods and empty lists keep two pods; when they finish the worker goes to
     zero. With the status service gone, KEDA's fallback leaves the lists to decide: they still
     wake the worker from zero."""
@@ -82,15 +82,17 @@ def test_busy_pods_are_kept_while_their_jobs_run_and_work_for_two_pods_gets_two(
     from offload_core.types import JobState, JobType, Priority
 
     redis_url = keda_redis.url
-    status_port = free_port()
+    status_port, metrics_port = free_port(), free_port()
     status = Service("offload-status", {**default_env(redis_url), "OFFLOAD_ENV": "dev", "OFFLOAD_PORT": str(status_port),
+                                        "OFFLOAD_METRICS_PORT": str(metrics_port),
                                         "OFFLOAD_API_KEYS": "ops:" + "k" * 32}, tmp_path, port=status_port).start()
+    scaling_url = f"http://127.0.0.1:{metrics_port}"  # /scaling/<type> is on the metrics port, as in the chart
     try:
         ns = restricted_namespace("busy")
         values = merged(external_redis_values(api, ns), {
             "components": {"gateway": {"replicas": 1}, "status": {"replicas": 1},
                            "workerOcr": {"concurrency": 1, "autoscaling": FAST}, "workerLlm": {"enabled": False}},
-            "keda": {"runningJobs": {"statusUrl": status.url, "failureThreshold": 2}}})
+            "keda": {"runningJobs": {"statusUrl": scaling_url, "failureThreshold": 2}}})
         helm.apply("install", "busy", ns, values)
         apps = client.AppsV1Api(api)
 
@@ -121,7 +123,7 @@ def test_busy_pods_are_kept_while_their_jobs_run_and_work_for_two_pods_gets_two(
             claim = worker.claim(job_id, f"pod-{job_id[:4]}:1:w", JobType.OCR)
             assert claim.status == "claimed"
             claimed[job_id] = claim.job
-        assert httpx.get(f"{status.url}/scaling/ocr").json() == {"job_type": "ocr", "queued": 0, "running": 2}
+        assert httpx.get(f"{scaling_url}/scaling/ocr").json() == {"job_type": "ocr", "queued": 0, "running": 2}
 
         start = time.monotonic()
         wait_until("two pods for two running jobs", lambda: replicas() == (2, 2), timeout=90, interval=0.25)

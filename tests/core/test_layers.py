@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"payloads"},
     {"queue"},
     {"jobs"},
-    {"webhooks"},
+    {"webhooks", "pipelines"},
     {"maintenance"},
     {"worker"},
     {"web"},

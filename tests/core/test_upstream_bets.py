@@ -125,3 +125,91 @@ def test_prometheus_client_multiprocess_files_can_still_be_folded(tmp_path):
     assert d.read_value("key")[0] == 2.5, why
     d.close()
     assert [(k, v) for k, v, *_ in MmapedDict.read_all_values_from_file(path)] == [("key", 2.5)], why
+
+
+def test_uvicorns_httptools_protocol_still_has_what_the_guarded_protocol_uses():
+    """Bet 8 (web/http_protocol.py subclasses uvicorn's HttpToolsProtocol for header and body
+    read timeouts). Behaviour: tests/reliability/test_request_limits.py; here a real uvicorn
+    server with the subclass answers 408 to headers that do not arrive in time."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from uvicorn.protocols.http import httptools_impl
+
+    from offload_core.settings import Settings
+    from offload_core.web.http_protocol import protocol_for
+    from tests.support.processes import free_port
+
+    why = _bet("uvicorn's HttpToolsProtocol internals", f"uvicorn 0.54.0 (installed {version('uvicorn')})")
+    base = httptools_impl.HttpToolsProtocol
+    for method in ("connection_made", "connection_lost", "data_received", "on_message_begin", "on_url", "on_header",
+                   "on_headers_complete", "on_message_complete", "send_400_response"):
+        assert callable(getattr(base, method, None)), why
+    cycle_init = inspect.getsource(httptools_impl.RequestResponseCycle.__init__)
+    for attribute in ("self.disconnected", "self.message_event", "self.response_started", "self.response_complete"):
+        assert attribute in cycle_init, why
+    assert "self.cycle = RequestResponseCycle(" in inspect.getsource(base.on_headers_complete), why
+    assert "send_400_response" in inspect.getsource(base.data_received), why  # a callback's error lands there
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
+                            http=protocol_for(Settings(env="dev", http_header_timeout_seconds=0.5)))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, why
+            time.sleep(0.02)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408"), (why, answer[:100])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 431"), why
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 204"), why
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_redis_py_connections_still_take_packed_commands_and_give_raw_replies(redis_url):
+    """Bet 9 (offload_status/event_hub.py sends its XREAD as bytes it keeps encoded and reads the
+    raw replies). Behaviour: tests/reliability/test_event_streams.py."""
+    import asyncio
+
+    from offload_core.settings import Settings
+    from offload_core.web.redis_pool import dedicated_connection
+    from offload_status.event_hub import ReadCommand, _stream_replies
+
+    why = _bet("redis-py's Connection.send_packed_command / read_response", f"redis 8.1.0 (installed {version('redis')})")
+    r = redis.Redis.from_url(redis_url)
+    r.xadd("bets:events", {"kind": "state", "data": "{}"}, id="1-1")
+
+    async def read():
+        connection = dedicated_connection(Settings(env="dev", redis_url=redis_url))
+        command = ReadCommand()
+        command.set("bets:events", (0, 0))
+        try:
+            await connection.send_packed_command(command.packed())
+            client_id = await connection.read_response()
+            return client_id, await connection.read_response()
+        finally:
+            await connection.disconnect()
+
+    client_id, reply = asyncio.run(read())
+    assert isinstance(client_id, int), why
+    [(key, rows)] = list(_stream_replies(reply))
+    assert key == b"bets:events" and rows[0][0] == b"1-1" and rows[0][1] == [b"kind", b"state", b"data", b"{}"], why

@@ -60,7 +60,7 @@ def test_a_message_lost_between_brpop_and_ack_bookkeeping_is_queued_again_and_ru
         assert job.states == ("queued", "running", "succeeded"), job.states
     time.sleep(3 * SWEEP_SECONDS)  # sweeps keep running: nothing else is taken for lost
     assert _rescued(store) == 1 and store.zcard("offload:pending") == 0
-    metrics = httpx.get(f"{platform.gateway.url}/metrics").text
+    metrics = httpx.get(platform.metrics_url("gateway")).text
     assert 'offload_lost_messages_requeued_total{type="llm"} 1.0' in metrics
     events = platform.events(lost)
     assert any(data.get("message") == "the queue message was lost; queued again" for _, _, data in events)

@@ -1,5 +1,5 @@
-"""GET /scaling/{job_type} on a real status process over a real Redis: the queued and running
-jobs of one type, what KEDA's metrics-api trigger reads. Jobs are submitted through the real
+"""GET /scaling/<job_type> on a real status process's metrics port over a real Redis: the queued
+and running jobs of one type, what KEDA's metrics-api trigger reads. Jobs are submitted through the real
 gateway; "running" is made the way a worker makes it: the message taken off the list (FIFO, as
 kombu does) and the job claimed with the worker's own store."""
 
@@ -27,13 +27,14 @@ def test_scaling_reports_queued_and_running_jobs_per_type_without_an_api_key(api
         assert worker.redis.rpop("ocr.normal") is not None
         assert worker.claim(job_id, "host:1:w", JobType.OCR).status == "claimed"
 
-    ocr = httpx.get(f"{apis.status.url}/scaling/ocr", timeout=10)  # no Authorization header
+    port = apis.metrics_url("status").removesuffix("/metrics")  # the metrics port, not the API's
+    ocr = httpx.get(f"{port}/scaling/ocr", timeout=10)  # no Authorization header
     assert ocr.status_code == 200, ocr.text
     assert ocr.json() == {"job_type": "ocr", "queued": 1, "running": 2}
-    assert httpx.get(f"{apis.status.url}/scaling/llm", timeout=10).json() == {"job_type": "llm", "queued": 2,
-                                                                            "running": 0}
-    wrong = httpx.get(f"{apis.status.url}/scaling/pdf", timeout=10)
-    assert wrong.status_code == 422 and wrong.headers["content-type"].startswith("application/problem+json")
+    assert httpx.get(f"{port}/scaling/llm", timeout=10).json() == {"job_type": "llm", "queued": 2, "running": 0}
+    assert httpx.get(f"{port}/scaling/pdf", timeout=10).status_code == 404
+    # The API port, which an Ingress routes, does not answer it.
+    assert httpx.get(f"{apis.status.url}/scaling/ocr", timeout=10).status_code == 404
 
     # The queue view says what KEDA will want from the same numbers (concurrency 0 here: queue only).
     queues = httpx.get(f"{apis.status.url}/v1/queues", headers=apis.headers(), timeout=10).json()

@@ -25,6 +25,9 @@ def default_env(redis_url: str) -> dict[str, str]:
         "OFFLOAD_RETRY_BACKOFF_BASE_SECONDS": "0.2",
         "OFFLOAD_RETRY_BACKOFF_MAX_SECONDS": "1",
         "OFFLOAD_WORKER_HTTP_PORT": "0",
+        # No metrics port unless a test asks (PlatformFactory.start gives each API service one):
+        # the default, 9090, is one port for every process on the machine.
+        "OFFLOAD_METRICS_PORT": "0",
         # One llama.cpp thread: two threads spin against each other on a busy 2-core machine.
         "OFFLOAD_LLM_THREADS": "1",
     }
@@ -41,7 +44,10 @@ class Platform:
         """The URL a scraper reads `service`'s metrics from: "gateway", "status", "worker-ocr" or
         "worker-llm". Tests take it from here only, so a metrics port that moves moves here."""
         if service in ("gateway", "status"):
-            return f"{getattr(self, service).url}/metrics"
+            port = int(getattr(self, service).env.get("OFFLOAD_METRICS_PORT", "0"))
+            if not port:
+                raise ValueError(f"{service} was started without a metrics port (OFFLOAD_METRICS_PORT)")
+            return f"http://127.0.0.1:{port}/metrics"
         worker = self.workers[service.removeprefix("worker-")]
         port = int(worker.env.get("OFFLOAD_WORKER_HTTP_PORT", "0"))
         if not port:
@@ -146,8 +152,10 @@ class PlatformFactory:
         if api:
             status_port, gport = free_port(), free_port()
             base["OFFLOAD_STATUS_PUBLIC_URL"] = f"http://127.0.0.1:{status_port}"
-            p.status = self._launch("offload-status", {**base, "OFFLOAD_PORT": str(status_port)}, status_port)
-            p.gateway = self._launch("offload-gateway", {**base, "OFFLOAD_PORT": str(gport)}, gport)
+            p.status = self._launch("offload-status", {**base, "OFFLOAD_PORT": str(status_port),
+                                                       "OFFLOAD_METRICS_PORT": str(free_port())}, status_port)
+            p.gateway = self._launch("offload-gateway", {**base, "OFFLOAD_PORT": str(gport),
+                                                         "OFFLOAD_METRICS_PORT": str(free_port())}, gport)
         for w in workers:
             p.workers[w] = self._launch(f"offload-worker-{w}", {**base, **worker_env[w]})
         for svc in (p.status, p.gateway, *p.workers.values()):

@@ -14,8 +14,9 @@ def parse(text: str) -> Samples:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def scrape(url: str) -> Samples:
-    return parse(httpx.get(f"{url}/metrics", timeout=10).raise_for_status().text)
+def scrape(metrics_url: str) -> Samples:
+    """`metrics_url`: the full URL, from `Platform.metrics_url(service)`."""
+    return parse(httpx.get(metrics_url, timeout=10).raise_for_status().text)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

@@ -11,8 +11,11 @@ from prometheus_client import REGISTRY
 import offload_core.jobs.metrics  # noqa: F401 - registers the job metrics
 import offload_core.maintenance.reconcile  # noqa: F401 - registers the quota drift metrics
 import offload_core.maintenance.webhooks  # noqa: F401 - registers the webhook delivery metrics
+import offload_core.payloads.metrics  # noqa: F401 - registers the payload store metrics
+import offload_core.web.limits  # noqa: F401 - registers the HTTP limit metrics
 import offload_core.web.observability  # noqa: F401 - registers the HTTP metrics
-import offload_core.web.queue_metrics  # noqa: F401 - registers the queue gauges
+import offload_core.web.queue_metrics  # noqa: F401 - registers the queue and Redis memory gauges
+import offload_status.stream_slots  # noqa: F401 - registers the live stream gauges
 from tests.telemetry import dashboard as made
 
 DASHBOARD = made.DASHBOARD

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from offload_core.observability.exposition import render_latest
 from offload_core.settings import Settings
 from offload_core.web.observability import install_observability
 from tests.telemetry.prom import Samples, parse, value
@@ -24,7 +25,8 @@ def make_app() -> FastAPI:
 
 
 def scrape(client: TestClient) -> Samples:
-    return parse(client.get("/metrics").text)
+    """This process's metrics (the app runs in it; services serve them on their metrics port)."""
+    return parse(render_latest()[1].decode())
 
 
 def test_requests_are_counted_by_route_template_method_and_status():

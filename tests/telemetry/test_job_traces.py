@@ -55,8 +55,9 @@ class Scenario:
     after: dict[str, Samples] = field(default_factory=dict)
 
     def scrape_all(self) -> dict[str, Samples]:
-        return {GATEWAY: scrape(self.platform.gateway.url), STATUS: scrape(self.platform.status.url),
-                **{name: scrape(url) for name, url in self.worker_urls.items()}}
+        return {GATEWAY: scrape(self.platform.metrics_url("gateway")),
+                STATUS: scrape(self.platform.metrics_url("status")),
+                **{name: scrape(self.platform.metrics_url(name.removeprefix("offload-"))) for name in self.worker_urls}}
 
     def spans(self, job: str) -> list[ReceivedSpan]:
         return self.receiver.trace(self.jobs[job]["trace_id"])

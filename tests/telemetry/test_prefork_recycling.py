@@ -45,7 +45,7 @@ def test_twenty_jobs_in_children_recycled_after_each_job_give_twenty_complete_tr
         "OFFLOAD_LLM_BACKEND": "openai", "OFFLOAD_LLM_BASE_URL": llama_server,
         # Longer than any child lives: its spans can only leave through the flush at its exit.
         "OTEL_BSP_SCHEDULE_DELAY": "600000"}})
-    worker_url = f"http://127.0.0.1:{worker_port}"
+    worker_url = platform.metrics_url("worker-llm")
 
     job_ids = []
     for _ in range(JOBS):
@@ -69,4 +69,4 @@ def test_twenty_jobs_in_children_recycled_after_each_job_give_twenty_complete_tr
     worker = scrape(worker_url)
     assert value(worker, "offload_job_run_seconds_count", type="llm", outcome="succeeded") == JOBS
     assert value(worker, "offload_job_queue_wait_seconds_count", type="llm", priority="normal") == JOBS
-    assert value(scrape(platform.gateway.url), "offload_jobs_submitted_total", type="llm", priority="normal") == JOBS
+    assert value(scrape(platform.metrics_url("gateway")), "offload_jobs_submitted_total", type="llm", priority="normal") == JOBS

@@ -196,6 +196,8 @@ def run(redis_server: RedisServer, llama_server: str, tmp_path_factory: pytest.T
             # Job processes are replaced every 20 jobs: their counts must survive them.
             "OFFLOAD_WORKER_MAX_TASKS_PER_CHILD": "20",
             "OFFLOAD_LLM_MAX_ATTEMPTS": "2", "OFFLOAD_RATE_LIMIT_PER_MINUTE": "100000",
+            # The status service's gauges (queues, running jobs) are refreshed in the background.
+            "OFFLOAD_METRICS_REFRESH_SECONDS": "1",
         }, worker_env={"llm": {"OFFLOAD_LLM_BACKEND": "openai", "OFFLOAD_LLM_BASE_URL": f"{proxy.url}/v1",
                                "OFFLOAD_LLM_MAX_HTTP_ATTEMPTS": "1"}})
         prometheus = Prometheus({s: platform.metrics_url(s) for s in SERVICES}, workdir).start()
@@ -375,15 +377,37 @@ def test_retries_were_queued_by_the_mover_and_nothing_was_lost_or_drifted(run: R
     moved = run.ask("delayed_jobs_moved_rate")
     retried = run.ask("job_retries_rate")
     assert near(sum(moved.values()) * seconds, sum(retried.values()) * seconds), (moved, retried)
-    for quiet in ("lost_runs_requeued_1h", "missing_records_1h", "quota_drift_jobs", "quota_corrections_1h",
-                  "quota_drift_bytes"):
-        assert run.ask(quiet) == {(): 0}, quiet
+    assert run.ask("lost_runs_requeued_1h") == {(): 0}
+    assert run.ask("missing_records_1h") == {(): 0}
+    assert run.ask("quota_drift_jobs") == {(): 0}
+    assert run.ask("quota_drift_bytes") == {(): 0}
+    assert run.ask("quota_corrections_1h") == {(): 0}
 
 
 def test_no_webhook_was_asked_for(run: Run):
     """The jobs here have no callback_url: the dispatcher made no attempt (0, not 'no data')."""
-    assert run.ask("webhook_attempts_rate") == {(): 0}
-    assert run.ask("webhook_attempt_seconds_p95") in ({}, {(): float("nan")})
+    assert run.ask("webhook_attempts_rate") == {("",): 0}  # `or vector(0)`: no outcome label
+    assert all(math.isnan(v) for v in run.ask("webhook_attempt_seconds_p95").values())
+
+
+def test_limits_report_their_caps_and_refused_nothing_here(run: Run):
+    used, limit = run.ask("redis_used_memory_bytes"), run.ask("redis_maxmemory_bytes")
+    assert used[()] > 0 and limit == {(): 0}  # the test Redis has no maxmemory: the guard never refuses
+    assert run.ask("sse_streams_limit") == {(): 1000}
+    assert all(v >= 0 for v in run.ask("sse_streams").values())
+    assert run.ask("http_connections_limit") == {(): 2048}
+    connections = run.ask("http_connections")  # API connections: Prometheus scrapes the metrics port
+    assert {job for job, _ in connections} == {"gateway", "status"} and all(v >= 0 for v in connections.values())
+    assert all(v == 0 for v in run.ask("http_refused_rate").values())
+    assert all(v == 0 for v in run.ask("sse_streams_refused_rate").values())
+
+
+def test_no_object_store_is_configured_so_payloads_stay_inline(run: Run):
+    assert all(v == 0 for v in run.ask("payload_bytes_rate").values())
+    assert all(v == 0 for v in run.ask("payload_errors_rate").values())
+    assert all(math.isnan(v) for v in run.ask("payload_operation_seconds_p95").values())
+    assert all(v == 0 for v in run.ask("payload_spool_bytes").values())
+    assert all(v == 0 for v in run.ask("payload_spool_full_1h").values())
 
 
 def test_http_request_rates_by_service_and_status(run: Run):

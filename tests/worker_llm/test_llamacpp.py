@@ -77,8 +77,17 @@ def test_cancel_mid_stream_stops_generation(llamacpp_backend: LlamaCppBackend) -
 
 
 def test_another_model_name_is_refused(llamacpp_backend: LlamaCppBackend) -> None:
-    with pytest.raises(PermanentJobError, match="not available"):
+    with pytest.raises(PermanentJobError, match="'gpt-4o' is not served here; models: smollm2-135m-instruct"):
         generate(llamacpp_backend, LlmParams(prompt="x", model="gpt-4o"))
+
+
+def test_json_object_response_format_constrains_the_answer_to_json(llamacpp_backend: LlamaCppBackend) -> None:
+    params = LlmParams.model_validate({"prompt": "Describe a cat as JSON with a name and an age.", "max_tokens": 40,
+                                       "temperature": 0.0, "response_format": {"type": "json_object"}})
+    result, _ = generate(llamacpp_backend, params)
+    assert result.text.lstrip().startswith("{")  # the grammar allows nothing else first
+    free, _ = generate(llamacpp_backend, params.model_copy(update={"response_format": None}))
+    assert not free.text.lstrip().startswith("{")
 
 
 def test_prompt_beyond_the_context_is_permanent() -> None:

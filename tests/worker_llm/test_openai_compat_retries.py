@@ -57,10 +57,43 @@ def test_streamed_chunks_become_tokens_text_and_usage(peer: ScriptedPeer) -> Non
     assert request.body["max_tokens"] == 16
 
 
-def test_model_named_by_the_job_is_sent(peer: ScriptedPeer) -> None:
+def test_the_model_map_routes_a_name_to_its_served_model_with_its_key(peer: ScriptedPeer) -> None:
+    models = (f"smollm2-135m-instruct: {{}}\n"
+              f"big: {{base_url: '{peer.base_url}', served_model: org/big-model:v2, api_key_env: BIG_KEY}}\n")
     peer.script = [good_stream("ok")]
-    run(make_backend(peer.base_url, []), LlmParams(prompt="x", model="other-model"))
-    assert peer.requests[0].body["model"] == "other-model"
+    import os
+
+    os.environ["BIG_KEY"] = "sk-big-0123456789"
+    try:
+        run(make_backend("http://127.0.0.1:9/v1", [], llm_models=models), LlmParams(prompt="x", model="big"))
+    finally:
+        del os.environ["BIG_KEY"]
+    [request] = peer.requests
+    assert request.body["model"] == "org/big-model:v2"
+    assert request.headers["authorization"] == "Bearer sk-big-0123456789"
+
+
+def test_a_model_not_in_the_map_never_goes_upstream(peer: ScriptedPeer) -> None:
+    peer.script = [good_stream("ok")]
+    with pytest.raises(PermanentJobError, match="'other-model' is not served here"):
+        run(make_backend(peer.base_url, []), LlmParams(prompt="x", model="other-model"))
+    assert peer.requests == []
+
+
+def test_openai_sampling_parameters_are_passed_through(peer: ScriptedPeer) -> None:
+    peer.script = [good_stream("{}")]
+    params = LlmParams.model_validate({
+        "prompt": "x", "max_tokens": 5, "temperature": 0.3, "top_p": 0.9, "seed": 42, "stop": "END",
+        "presence_penalty": 0.5, "frequency_penalty": -0.5,
+        "response_format": {"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}, "strict": True}}})
+    run(make_backend(peer.base_url, []), params)
+    sent = peer.requests[0].body
+    assert {k: sent[k] for k in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty")} == {
+        "temperature": 0.3, "top_p": 0.9, "seed": 42, "stop": ["END"], "presence_penalty": 0.5,
+        "frequency_penalty": -0.5}
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}, "strict": True}}
 
 
 def test_stream_without_usage_chunk_counts_chunks_and_says_so(peer: ScriptedPeer) -> None:

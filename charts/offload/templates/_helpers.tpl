@@ -351,6 +351,18 @@ Every values check that a schema cannot express, gathered into one failure that 
 {{- $problems = append $problems (printf "components.%s.autoscaling.minReplicaCount (%v) must not exceed maxReplicaCount (%v)" $key $c.autoscaling.minReplicaCount $c.autoscaling.maxReplicaCount) -}}
 {{- end -}}
 {{- end -}}
+{{- $server := $v.components.workerLlm.inferenceServer.autoscaling -}}
+{{- if $server.enabled -}}
+{{- if not $server.deploymentName -}}
+{{- $problems = append $problems "components.workerLlm.inferenceServer.autoscaling.enabled needs deploymentName (the inference server's Deployment)" -}}
+{{- end -}}
+{{- if gt (int $server.minReplicaCount) (int $server.maxReplicaCount) -}}
+{{- $problems = append $problems (printf "components.workerLlm.inferenceServer.autoscaling.minReplicaCount (%v) must not exceed maxReplicaCount (%v)" $server.minReplicaCount $server.maxReplicaCount) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.config.llm.models (not (hasKey $v.config.llm.models $v.config.llm.model)) -}}
+{{- $problems = append $problems (printf "config.llm.model (%s), the model of jobs that name none, must be one of config.llm.models" $v.config.llm.model) -}}
+{{- end -}}
 {{- range $key := list "gateway" "status" -}}
 {{- $c := index $v.components $key -}}
 {{- if le (int $c.terminationGracePeriodSeconds) (add $c.preStopSleepSeconds $c.gracefulShutdownSeconds | int) -}}
@@ -387,6 +399,28 @@ Every values check that a schema cannot express, gathered into one failure that 
 {{- if $problems -}}
 {{- fail (printf "\n\nThe values need fixing:\n  - %s\n" (join "\n  - " $problems)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+dict root key: the jobs one worker pod runs at once. The LLM worker's openai backend keeps
+config.llm.maxInFlight streams on threads; llamacpp runs `concurrency` processes. An empty
+backend is the image's own: the default image's openai (set `llamacpp` with the -llamacpp image).
+*/}}
+{{- define "offload.podCapacity" -}}
+{{- $c := index .root.Values.components .key -}}
+{{- if and (eq .key "workerLlm") (ne $c.llm.backend "llamacpp") -}}
+{{- .root.Values.config.llm.maxInFlight | int -}}
+{{- else -}}
+{{- $c.concurrency | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The job types a worker is scaled on, space-separated: those it runs, except that only the OCR
+worker is woken for probes (offload_core.queue.scaling.scaled_types says the same).
+*/}}
+{{- define "offload.scaledJobTypes" -}}
+{{- ternary "ocr probe" "llm embed" (eq . "ocr") -}}
 {{- end -}}
 
 {{/* "true" when the ScaledObjects count running jobs: asked for, and a status service to ask. */}}

@@ -97,11 +97,17 @@ def submit_ocr(file: FileInput, *, filename: str | None, languages: str | None, 
 def submit_llm(*, prompt: str | None, messages: list[Message] | None, model: str | None, max_tokens: int | None,
                temperature: float | None, priority: Priority | str | None, callback_url: str | None,
                idempotency_key: str | None, run_at: datetime | str | None = None,
-               delay_seconds: float | None = None) -> Call:
+               delay_seconds: float | None = None, top_p: float | None = None,
+               stop: str | list[str] | None = None, seed: int | None = None, presence_penalty: float | None = None,
+               frequency_penalty: float | None = None, response_format: dict[str, Any] | None = None) -> Call:
+    """`response_format`: OpenAI's, e.g. {"type": "json_object"} or {"type": "json_schema",
+    "json_schema": {"name": ..., "schema": {...}}}; the other options are OpenAI's too."""
     if (prompt is None) == (messages is None):
         raise ValueError("give exactly one of prompt= or messages=")
     body = _clean({"prompt": prompt, "messages": messages, "model": model, "max_tokens": max_tokens,
-                   "temperature": temperature, "priority": priority and str(Priority(priority)),
+                   "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed,
+                   "presence_penalty": presence_penalty, "frequency_penalty": frequency_penalty,
+                   "response_format": response_format, "priority": priority and str(Priority(priority)),
                    "callback_url": callback_url, **schedule(run_at, delay_seconds)})
     return Call("POST", "gateway", "/v1/jobs/llm", json=body,
                 headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
@@ -132,6 +138,11 @@ def list_jobs(*, state: JobState | str | None, type: JobType | str | None, curso
 
 def queues() -> Call:
     return Call("GET", "status", "/v1/queues")
+
+
+def usage(from_: str | None, to: str | None) -> Call:
+    """Your tenant's LLM token usage per model and UTC day (dates as YYYY-MM-DD)."""
+    return Call("GET", "status", "/v1/usage", params=_clean({"from": from_, "to": to}))
 
 
 def dead_letters(limit: int | None) -> Call:
@@ -165,6 +176,10 @@ def checked(response: httpx.Response) -> httpx.Response:
 
 def as_job(response: httpx.Response) -> Job:
     return Job.model_validate(checked(response).json())
+
+
+def as_usage(response: httpx.Response) -> dict[str, Any]:
+    return checked(response).json()
 
 
 def as_page(response: httpx.Response) -> JobPage:

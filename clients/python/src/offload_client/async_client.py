@@ -56,10 +56,15 @@ class AsyncOffloadClient:
                          model: str | None = None, max_tokens: int | None = None, temperature: float | None = None,
                          priority: Priority | str | None = None, callback_url: str | None = None,
                          idempotency_key: str | None = None, run_at: datetime | str | None = None,
-                         delay_seconds: float | None = None) -> Job:
+                         delay_seconds: float | None = None, top_p: float | None = None,
+                         stop: str | list[str] | None = None, seed: int | None = None,
+                         presence_penalty: float | None = None, frequency_penalty: float | None = None,
+                         response_format: dict[str, Any] | None = None) -> Job:
         call = _calls.submit_llm(prompt=prompt, messages=messages, model=model, max_tokens=max_tokens,
                                  temperature=temperature, priority=priority, callback_url=callback_url,
-                                 idempotency_key=idempotency_key, run_at=run_at, delay_seconds=delay_seconds)
+                                 idempotency_key=idempotency_key, run_at=run_at, delay_seconds=delay_seconds,
+                                 top_p=top_p, stop=stop, seed=seed, presence_penalty=presence_penalty,
+                                 frequency_penalty=frequency_penalty, response_format=response_format)
         return _calls.as_job(await self._send(call))
 
     async def cancel(self, job_id: str) -> Job:
@@ -87,6 +92,9 @@ class AsyncOffloadClient:
 
     async def queues(self) -> QueueStats:
         return _calls.as_queues(await self._send(_calls.queues()))
+
+    async def usage(self, from_: str | None = None, to: str | None = None) -> dict[str, Any]:
+        return _calls.as_usage(await self._send(_calls.usage(from_, to)))
 
     async def dead_letters(self, limit: int | None = None) -> list[Job]:
         return _calls.as_dead_letters(await self._send(_calls.dead_letters(limit)))

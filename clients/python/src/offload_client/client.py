@@ -57,13 +57,19 @@ class OffloadClient:
                    model: str | None = None, max_tokens: int | None = None, temperature: float | None = None,
                    priority: Priority | str | None = None, callback_url: str | None = None,
                    idempotency_key: str | None = None, run_at: datetime | str | None = None,
-                   delay_seconds: float | None = None) -> Job:
+                   delay_seconds: float | None = None, top_p: float | None = None,
+                   stop: str | list[str] | None = None, seed: int | None = None,
+                   presence_penalty: float | None = None, frequency_penalty: float | None = None,
+                   response_format: dict[str, Any] | None = None) -> Job:
         """Submit a chat completion: a `prompt`, or `messages` as [{"role", "content"}].
-        `run_at` (a datetime with a timezone) or `delay_seconds` schedule it for later."""
+        `run_at` (a datetime with a timezone) or `delay_seconds` schedule it for later. `top_p`,
+        `stop`, `seed`, `presence_penalty`, `frequency_penalty` and `response_format` are
+        OpenAI's, passed to the model's server."""
         return _calls.as_job(self._send(_calls.submit_llm(
             prompt=prompt, messages=messages, model=model, max_tokens=max_tokens, temperature=temperature,
             priority=priority, callback_url=callback_url, idempotency_key=idempotency_key, run_at=run_at,
-            delay_seconds=delay_seconds)))
+            delay_seconds=delay_seconds, top_p=top_p, stop=stop, seed=seed, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty, response_format=response_format)))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: at once when queued or retrying, at its next checkpoint when running."""
@@ -93,6 +99,11 @@ class OffloadClient:
 
     def queues(self) -> QueueStats:
         return _calls.as_queues(self._send(_calls.queues()))
+
+    def usage(self, from_: str | None = None, to: str | None = None) -> dict[str, Any]:
+        """Your tenant's LLM token usage per model and UTC day (dates as YYYY-MM-DD; default: the
+        last 30 days): {"days": [{date, model, prompt_tokens, completion_tokens, jobs}], "totals"}."""
+        return _calls.as_usage(self._send(_calls.usage(from_, to)))
 
     def dead_letters(self, limit: int | None = None) -> list[Job]:
         return _calls.as_dead_letters(self._send(_calls.dead_letters(limit)))

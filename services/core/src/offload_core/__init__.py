@@ -4,8 +4,9 @@ Folders are layers: each imports only the ones below it (tests/core/test_layers.
 
     web/            pieces both FastAPI services share: auth, problems, health, lifespan, metrics
     worker/         a worker process: start, the runner, the handler contract, leases, its port
-    maintenance/    background work for the whole platform (the lost-message sweep)
+    maintenance/    background work for the whole platform (mover, sweeps, lease reaper, reconciliation)
     webhooks/       signatures, the SSRF guard, delivery
+    pipelines/      document pipelines: steps as asked, the jobs they make, their store, step prompts
     jobs/           the record, keys, Lua scripts, the API-side and worker-side stores, job metrics
     queue/          routing, the Celery app and transport, messages, scaling
     payloads/       payloads outside the record: S3 store (SigV4), references, upload spool

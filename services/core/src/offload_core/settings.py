@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from offload_core.types import JobType
@@ -24,18 +24,41 @@ from offload_core.types import JobType
 KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "devkey", "example"})
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be used. The message names each variable and what is wrong with it,
+    never a value: a value may be a secret, or sit next to one (a key pasted into the wrong
+    variable, a Redis URL with its password)."""
+
+
 def parse_pairs(text: str) -> list[tuple[str, str]]:
     """Parse `name:value` pairs separated by commas or new lines (`#` starts a comment)."""
     pairs: list[tuple[str, str]] = []
-    for raw in text.replace(",", "\n").splitlines():
+    for number, raw in enumerate(text.replace(",", "\n").splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         name, sep, value = line.partition(":")
         if not sep or not name.strip() or not value.strip():
-            raise ValueError(f"expected 'name:value', got {line.split(':', 1)[0]!r}:<...>")
+            # Not even the name is echoed: an entry without a colon may be a bare secret.
+            raise ValueError(f"entry {number} is not 'name:value' (a name, a colon, then the value)")
         pairs.append((name.strip(), value.strip()))
     return pairs
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem: the variable and pydantic's message, without the input."""
+    lines = []
+    for err in error.errors(include_input=False, include_url=False, include_context=False):
+        loc = "_".join(str(part) for part in err.get("loc", ()))
+        where = f"OFFLOAD_{loc.upper()}" if loc else "settings"
+        lines.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "invalid settings (values are not shown): " + "; ".join(lines)
+
+
+def _limits_type(job_type: JobType | str) -> JobType:
+    """Embeddings run on the LLM workers under the LLM jobs' time limits and attempts."""
+    job_type = JobType(job_type)
+    return JobType.LLM if job_type is JobType.EMBED else job_type
 
 
 def _default_tessdata() -> str:
@@ -46,6 +69,14 @@ def _default_tessdata() -> str:
 class Settings(BaseSettings):
     # hide_input_in_errors: a ValidationError would otherwise print every input, secrets included.
     model_config = SettingsConfigDict(env_prefix="OFFLOAD_", extra="ignore", hide_input_in_errors=True)
+
+    def __init__(self, **values: Any) -> None:
+        # pydantic's ValidationError shows every bad input, and a model-level error shows the
+        # whole input, secrets included; `from None` keeps it out of the traceback too.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
 
     env: Literal["dev", "production"] = "production"
     redis_url: str = "redis://localhost:6379/0"
@@ -77,6 +108,37 @@ class Settings(BaseSettings):
     tracing_ui_url_template: str = ""
     # One access log line per API request (offload.access); probes and scrapes only when they fail.
     access_log: bool = True
+    # Prometheus metrics of the gateway and the status service: served on this port only (a
+    # second small server in the process; the API port has no /metrics). 0: not served.
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    # How often the status service refreshes the gauges it reads from Redis (queue depth,
+    # running and dead jobs, Redis memory): a scrape itself never touches Redis.
+    metrics_refresh_seconds: float = Field(default=5.0, gt=0)
+
+    # Bounds of the API services (offload_core/web/limits.py, web/http_protocol.py).
+    # The most a JSON body (POST /v1/jobs/llm) may hold; OCR uploads have their own limit.
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A request's headers must arrive within this time, and its body within the second; a
+    # connection that does not keep up is answered 408 and closed (the slowloris guard).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Open connections (and so requests in progress) per process; beyond it 503 + Retry-After.
+    http_max_connections: int = Field(default=2048, ge=1)
+    # Redis connections per API process (live events use one more of their own); a request
+    # that finds them all busy waits up to the timeout, then gets 503 + Retry-After.
+    redis_max_connections: int = Field(default=64, ge=1)
+    redis_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # The gateway refuses submits (503 + Retry-After) while Redis's used memory is at least
+    # this fraction of its maxmemory, read every `redis_memory_check_seconds` (INFO memory).
+    redis_memory_refuse_ratio: float = Field(default=0.9, gt=0, le=1)
+    redis_memory_check_seconds: float = Field(default=5.0, gt=0)
+
+    # Live event streams (SSE) of one status process: at most this many at once, at most
+    # `..._per_tenant` of them for one tenant (then 503 or 429 + Retry-After), and each ends
+    # after `sse_max_stream_seconds`, when the client resumes with Last-Event-ID.
+    sse_max_streams: int = Field(default=1000, ge=1)
+    sse_max_streams_per_tenant: int = Field(default=250, ge=1)
+    sse_max_stream_seconds: float = Field(default=600.0, ge=1)
 
     # A job's record and result live this long after the job ended; an unfinished job never expires.
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=10)
@@ -90,6 +152,10 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=1)
     max_queued_per_tenant: int = Field(default=10_000, ge=1)
     max_queued_bytes_per_tenant: int = Field(default=1024 * 1024 * 1024, ge=1024)
+
+    # A document pipeline (POST /v1/pipelines) makes at most this many jobs (a per-page step
+    # makes one per page): every one is created, waiting, at submit.
+    pipeline_max_jobs: int = Field(default=500, ge=2)
 
     # Scheduled jobs (run_at / delay_seconds) may be due at most this far ahead.
     max_schedule_ahead_seconds: int = Field(default=30 * 24 * 3600, ge=60)
@@ -136,6 +202,10 @@ class Settings(BaseSettings):
     ocr_dpi: int = Field(default=300, ge=72, le=600)
     ocr_tessdata: str = Field(default_factory=_default_tessdata)
     ocr_default_languages: str = "eng"
+    # How long an OCR worker's published languages count as installed after it was last seen
+    # (the gateway refuses languages no OCR worker has had within it; workers scaled to zero
+    # keep theirs known).
+    ocr_languages_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     # Where a job's payload (the upload, the LLM request) is kept until the job ends: inline in
     # its Redis record ("redis"), or, when "s3", in S3-compatible object storage for payloads of
@@ -188,6 +258,22 @@ class Settings(BaseSettings):
     llm_max_http_attempts: int = Field(default=4, ge=1)
     llm_max_tokens_limit: int = Field(default=4096, ge=1)
     llm_max_prompt_chars: int = Field(default=200_000, ge=1)
+    # Streams one LLM worker process (a pod) keeps in flight with the `openai` backend: a thread
+    # each, each with its own worker identity (docs/architecture.md, "Many streams per process").
+    # The llamacpp backend runs one job per process (OFFLOAD_WORKER_CONCURRENCY processes).
+    llm_max_in_flight: int = Field(default=64, ge=1, le=1024)
+    # The models tenants may ask for, each routed to a backend (offload_core/llm/models.py): YAML
+    # (or JSON) text, or a mounted YAML file. Empty: one model, `llm_model`, on `llm_base_url`.
+    llm_models: str = ""
+    llm_models_file: Path | None = None
+    # Tokens a tenant's LLM jobs may ask for per minute (max_tokens plus a prompt estimate of one
+    # token per 4 characters), checked in the submit script; 0: no limit.
+    llm_tokens_per_minute: int = Field(default=0, ge=0)
+    # Tenants one worker process labels its token metrics with; later ones are counted as
+    # tenant="_other" (Prometheus label cardinality stays tenants x models x 2).
+    llm_usage_metric_tenants: int = Field(default=100, ge=1, le=10_000)
+    # Days the per-tenant token counters (GET /v1/usage) are kept.
+    llm_usage_retention_days: int = Field(default=400, ge=1, le=3660)
 
     # Autoscaling as the chart configures KEDA (status reports the replicas KEDA should want).
     ocr_scale_list_length: int = Field(default=5, ge=1)
@@ -232,6 +318,13 @@ class Settings(BaseSettings):
                     f"visibility timeout ({self.visibility_timeout_seconds}s) must exceed the {jt} "
                     f"hard time limit ({hard}s), or long jobs run twice"
                 )
+        if self.sse_max_streams_per_tenant > self.sse_max_streams:
+            problems.append(f"OFFLOAD_SSE_MAX_STREAMS_PER_TENANT ({self.sse_max_streams_per_tenant}) must not "
+                            f"exceed OFFLOAD_SSE_MAX_STREAMS ({self.sse_max_streams})")
+        if self.sse_max_streams >= self.http_max_connections:
+            problems.append(f"OFFLOAD_SSE_MAX_STREAMS ({self.sse_max_streams}) must be below "
+                            f"OFFLOAD_HTTP_MAX_CONNECTIONS ({self.http_max_connections}), or open streams "
+                            "leave no connection for other requests")
         try:
             keys = self.api_key_pairs
             secrets = self.webhook_secret_pairs
@@ -284,7 +377,7 @@ class Settings(BaseSettings):
             raise ValueError("no API keys: set OFFLOAD_API_KEYS or OFFLOAD_API_KEYS_FILE (tenant:key pairs)")
 
     def time_limits(self, job_type: JobType | str) -> tuple[int, int]:
-        p = JobType(job_type).value
+        p = _limits_type(job_type).value
         return getattr(self, f"{p}_soft_time_limit_seconds"), getattr(self, f"{p}_hard_time_limit_seconds")
 
     def redis_tls_options(self) -> dict[str, Any]:
@@ -304,7 +397,7 @@ class Settings(BaseSettings):
 
     def max_attempts(self, job_type: JobType | str) -> int:
         return {JobType.OCR: self.ocr_max_attempts, JobType.LLM: self.llm_max_attempts,
-                JobType.PROBE: self.probe_max_attempts}[JobType(job_type)]
+                JobType.PROBE: self.probe_max_attempts}[_limits_type(job_type)]
 
     @cached_property
     def api_key_pairs(self) -> list[tuple[str, str]]:

@@ -11,6 +11,8 @@ from enum import StrEnum
 class JobType(StrEnum):
     OCR = "ocr"
     LLM = "llm"
+    # Text embeddings, run by the LLM workers (an OpenAI-compatible /v1/embeddings backend).
+    EMBED = "embed"
     # The diagnostic type: sleeps or fails on demand, for `helm test`, synthetic probes and the
     # benchmarks. It has no worker of its own: every worker consumes its queues.
     PROBE = "probe"
@@ -18,6 +20,11 @@ class JobType(StrEnum):
 
 # The job types that have workers (and a Deployment, a ScaledObject, time limits) of their own.
 WORKER_TYPES: tuple[JobType, ...] = (JobType.OCR, JobType.LLM)
+# What each worker type runs: its own jobs first, then the others it serves, at each priority.
+SERVED_BY: dict[JobType, tuple[JobType, ...]] = {
+    JobType.OCR: (JobType.OCR, JobType.PROBE),
+    JobType.LLM: (JobType.LLM, JobType.EMBED, JobType.PROBE),
+}
 
 
 class Priority(StrEnum):
@@ -31,6 +38,7 @@ PRIORITY_ORDER: tuple[Priority, ...] = (Priority.HIGH, Priority.NORMAL, Priority
 
 
 class JobState(StrEnum):
+    WAITING = "waiting"  # a pipeline step waiting for the steps before it (pipelines/)
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
@@ -52,6 +60,8 @@ DELAYED_STATES: frozenset[JobState] = frozenset({JobState.SCHEDULED, JobState.RE
 # The only legal moves (DESIGN §3). The Lua scripts enforce the same table;
 # tests/core/test_transitions.py runs every script from every state and checks the two agree.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # A pipeline step is queued when the last step it waits for succeeds; it can be cancelled before.
+    JobState.WAITING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     # The delayed-set mover queues a scheduled job at its time; it can be cancelled before.
     JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),

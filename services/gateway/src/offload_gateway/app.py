@@ -9,14 +9,20 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
+from offload_core.llm.models import check_model_map
 from offload_core.settings import Settings
 from offload_core.web.deps import lifespan_for
 from offload_core.web.health import router as health_router
+from offload_core.web.limits import RequestLimits, RouteLimit
 from offload_core.web.observability import FASTAPI_TELEMETRY_OFF, install_observability
 from offload_core.web.problems import install_problem_handlers
+from offload_core.web.redis_memory import MemoryGuard
 from offload_core.web.routers import add_routes
 
+from .languages import InstalledLanguages
+from .pipelines import router as pipelines_router
 from .routes import router as jobs_router
+from .uploads import FORM_OVERHEAD_BYTES
 
 
 class BrowserOnlyCORS(CORSMiddleware):
@@ -38,17 +44,34 @@ class BrowserOnlyCORS(CORSMiddleware):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    check_model_map(settings)  # a bad model map stops the gateway at start, saying what is wrong
+    # The OCR languages the workers have: a submit asking for another is refused (422).
+    languages = InstalledLanguages(ttl_seconds=settings.ocr_languages_ttl_seconds)
+    # Redis near its maxmemory: submits are refused (web.redis_memory); read in the background.
+    memory_guard = MemoryGuard(refuse_ratio=settings.redis_memory_refuse_ratio,
+                               interval_seconds=settings.redis_memory_check_seconds)
     app = FastAPI(
         title="Offload gateway",
         version="1.0.0",
         description="Submit OCR and LLM jobs. Every job is stored and queued before the 202 answer; "
                     "follow it on the status service (Location header).",
-        lifespan=lifespan_for(settings, maintenance=True),
+        lifespan=lifespan_for(settings, maintenance=True,
+                              background=[lambda app, services: memory_guard.run(services.store.redis),
+                                          lambda app, services: languages.run(services.store.redis)]),
         telemetry=FASTAPI_TELEMETRY_OFF,
     )
+    app.state.ocr_languages = languages
     install_problem_handlers(app)
+    # Inside the observability middleware (added next), so refusals are counted and logged too.
+    app.add_middleware(RequestLimits, max_connections=settings.http_max_connections, routes={
+        ("POST", "/v1/jobs/llm"): RouteLimit(settings.max_json_body_bytes, admit=memory_guard.refusal),
+        ("POST", "/v1/jobs/ocr"): RouteLimit(settings.ocr_max_upload_bytes + FORM_OVERHEAD_BYTES,
+                                             admit=memory_guard.refusal),
+        ("POST", "/v1/pipelines"): RouteLimit(settings.ocr_max_upload_bytes + FORM_OVERHEAD_BYTES,
+                                              admit=memory_guard.refusal),
+    })
     install_observability(app, settings)
-    add_routes(app, health_router, jobs_router)
+    add_routes(app, health_router, jobs_router, pipelines_router)
     # The dashboard, served by the status service (another origin), cancels and requeues jobs
     # here with the user's key in an Authorization header (no cookies), so only that origin is let in.
     dashboard = urlsplit(settings.status_public_url)

@@ -22,6 +22,7 @@ from offload_core.types import JobState, JobType, Priority
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
+from .llm_checks import check_llm_request
 from .submission import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     drop_payload,
@@ -45,19 +46,21 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
 }
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
+PROBLEM = {"content": {"application/problem+json": {}}}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Replay of an earlier submission with the same Idempotency-Key"},
     202: {"description": "Accepted: stored and queued; follow the Location header"},
-    400: {"description": "Malformed JSON or multipart body, or invalid Idempotency-Key header", **_PROBLEM},
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    408: {"description": "Upload not completed in time", **_PROBLEM},
-    409: {"description": "Idempotency-Key reused with a different body", **_PROBLEM},
-    413: {"description": "Upload too large", **_PROBLEM},
-    415: {"description": "Unsupported media type (the LLM body must be application/json)", **_PROBLEM},
-    422: {"description": "Invalid request", **_PROBLEM},
-    429: {"description": "Rate limit, queued-job or queued-bytes quota exceeded (see Retry-After)", **_PROBLEM},
-    503: {"description": "Job store unavailable (see Retry-After)", **_PROBLEM},
+    400: {"description": "Malformed JSON or multipart body, or invalid Idempotency-Key header", **PROBLEM},
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    408: {"description": "Upload not completed in time", **PROBLEM},
+    409: {"description": "Idempotency-Key reused with a different body", **PROBLEM},
+    413: {"description": "Upload too large", **PROBLEM},
+    415: {"description": "Unsupported media type (the LLM body must be application/json)", **PROBLEM},
+    422: {"description": "Invalid request (an unknown or disallowed model, or an OCR language no worker has, "
+                         "lists the ones there are)", **PROBLEM},
+    429: {"description": "Rate limit, tokens-per-minute limit, queued-job or queued-bytes quota exceeded "
+                         "(see Retry-After)", **PROBLEM},
+    503: {"description": "Job store unavailable (see Retry-After)", **PROBLEM},
 }
 
 OCR_FORM_SCHEMA = {
@@ -72,7 +75,9 @@ OCR_FORM_SCHEMA = {
                     "properties": {
                         "file": {"type": "string", "format": "binary",
                                  "description": "PNG, JPEG, TIFF or PDF; the type is read from the bytes"},
-                        "languages": {"type": "string", "default": "eng", "example": "eng+deu"},
+                        "languages": {"type": "string", "default": "eng", "example": "eng",
+                                      "description": "Tesseract language codes joined by '+' (e.g. eng+deu); "
+                                                     "each must be installed on the OCR workers (422 lists them)"},
                         "priority": {"type": "string", "enum": [p.value for p in Priority], "default": "normal"},
                         "callback_url": {"type": "string", "format": "uri"},
                         "run_at": {"type": "string", "format": "date-time",
@@ -101,6 +106,7 @@ async def submit_ocr(request: Request, caller: AuthenticatedCaller) -> JSONRespo
             languages = parse_languages(form.languages, settings.ocr_default_languages)
         except ValueError as exc:
             raise ProblemError(422, "Invalid languages", str(exc)) from None
+        request.app.state.ocr_languages.refuse_missing(languages)
         priority = parse_priority(form.priority)
         callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
         schedule = parse_schedule(form.run_at, form.delay_seconds, settings)
@@ -143,19 +149,16 @@ GATEWAY_ONLY_FIELDS = frozenset(Scheduling.model_fields)
 async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    if body.max_tokens > settings.llm_max_tokens_limit:
-        raise ProblemError(422, "max_tokens too large", f"max_tokens may be at most {settings.llm_max_tokens_limit}")
-    if sum(len(m["content"]) for m in body.chat_messages()) > settings.llm_max_prompt_chars:
-        raise ProblemError(422, "Prompt too long", f"the prompt may be at most {settings.llm_max_prompt_chars} characters")
+    checked = check_llm_request(body, settings, caller.principal.tenant)
     callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
     schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
     # The stored request is the validated LlmParams part of the body, as the worker reads it.
     payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
-    summary = {"model": body.model or settings.llm_model, "max_tokens": body.max_tokens,
+    summary = {"model": checked.model, "max_tokens": body.max_tokens,
                "temperature": body.temperature, **schedule.asked}
     new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
                  params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
-                 **job_trace_context())
+                 tokens=checked.tokens, **job_trace_context())
     return await submit_with_payload(caller, new, payload)
 
 
@@ -164,7 +167,7 @@ class ProbeJobRequest(ProbeParams, Scheduling):
 
 
 @router.post("/probe", status_code=202, responses={**SUBMIT_RESPONSES, 403: {
-    "description": "Probe jobs are switched off, or only for admin tenants", **_PROBLEM}},
+    "description": "Probe jobs are switched off, or only for admin tenants", **PROBLEM}},
              openapi_extra={"parameters": [IDEMPOTENCY_KEY]}, summary="Submit a diagnostic probe job")
 async def submit_probe(body: ProbeJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
     """A job that sleeps (with progress, cancellable) and succeeds or fails as asked, run by any
@@ -189,15 +192,15 @@ async def submit_probe(body: ProbeJobRequest, caller: AuthenticatedCaller, reque
     return await submit(caller.store, new)
 
 
-_ID_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    404: {"description": "No such job for this tenant", **_PROBLEM},
-    409: {"description": "The job's state does not allow this", **_PROBLEM},
-    503: {"description": "Job store unavailable", **_PROBLEM},
+ID_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    404: {"description": "No such job for this tenant", **PROBLEM},
+    409: {"description": "The job's state does not allow this", **PROBLEM},
+    503: {"description": "Job store unavailable", **PROBLEM},
 }
 
 
-@router.delete("/{job_id}", responses={200: {"description": "Cancelled or cancelling"}, **_ID_RESPONSES},
+@router.delete("/{job_id}", responses={200: {"description": "Cancelled or cancelling"}, **ID_RESPONSES},
                summary="Cancel a job")
 async def cancel_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     store, principal = caller.store, caller.principal
@@ -215,7 +218,7 @@ async def cancel_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     return JSONResponse(body, status_code=200 if status == "cancelled" else 202)
 
 
-@router.post("/{job_id}/retry", responses={202: {"description": "Requeued"}, **_ID_RESPONSES},
+@router.post("/{job_id}/retry", responses={202: {"description": "Requeued"}, **ID_RESPONSES},
              summary="Requeue a failed or dead job")
 async def retry_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     store, principal = caller.store, caller.principal

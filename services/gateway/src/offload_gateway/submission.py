@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 from fastapi.responses import JSONResponse
 
+from offload_core.errors import StoreFull, StoreUnavailable
 from offload_core.jobs.store import JobStore, NewJob
 from offload_core.observability.logs import bind_job
 from offload_core.payloads.errors import PayloadUnavailable
@@ -20,7 +21,7 @@ from offload_core.payloads.s3 import PayloadSource, S3PayloadStore, goes_to_s3
 from offload_core.settings import Settings
 from offload_core.types import Priority
 from offload_core.web.deps import Caller
-from offload_core.web.problems import ProblemError
+from offload_core.web.problems import STORE_DOWN_SUBMIT, STORE_RETRY_AFTER_SECONDS, ProblemError
 from offload_core.webhooks.signing import secret_for
 from offload_core.webhooks.urlguard import Allowlist, UrlRefused, check_url
 
@@ -131,7 +132,20 @@ async def drop_payload(payloads: S3PayloadStore, ref: PayloadRef) -> None:
 
 
 async def submit(store: JobStore, new: NewJob) -> JSONResponse:
-    """Store and enqueue `new` atomically and answer 202 (new), 200 (replay), 409 or 429."""
+    """Store and enqueue `new` atomically and answer 202 (new), 200 (replay), 409, 429 or 503."""
+    try:
+        return await _submit(store, new)
+    except StoreFull:
+        raise  # Redis refused the script before it wrote: the store-full answer (web.problems) is true
+    except StoreUnavailable as exc:
+        log.warning("job store unavailable during a submit: %s", exc)
+        # Redis may have run the script even so (a deadline that fired after it did): say only
+        # what is known, and how a retry stays safe.
+        raise ProblemError(503, "Service unavailable", STORE_DOWN_SUBMIT,
+                           headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}) from exc
+
+
+async def _submit(store: JobStore, new: NewJob) -> JSONResponse:
     outcome = await store.submit(new)
     if outcome.job_id:
         bind_job(outcome.job_id)  # the rest of this request's log lines (access log too) name the job
@@ -153,6 +167,11 @@ async def submit(store: JobStore, new: NewJob) -> JSONResponse:
     if outcome.status == "rate_limited":
         raise ProblemError(429, "Rate limit exceeded",
                            f"more than {store.settings.rate_limit_per_minute} submissions this minute for your tenant",
+                           headers={"Retry-After": str(outcome.retry_after)})
+    if outcome.status == "tokens_limited":
+        raise ProblemError(429, "Token limit exceeded",
+                           f"your tenant's LLM jobs this minute would ask for more than "
+                           f"{store.settings.llm_tokens_per_minute} tokens (max_tokens plus the prompt)",
                            headers={"Retry-After": str(outcome.retry_after)})
     if outcome.status == "quota_exceeded":
         raise ProblemError(429, "Queued-job quota exceeded",

@@ -44,6 +44,11 @@ _PLAUSIBLE_DPI = range(100, 1201)
 tracer = trace.get_tracer("offload.worker.ocr")
 
 
+def installed_languages(settings: Settings) -> list[str]:
+    """Recognition languages installed in the tessdata directory (osd is not one)."""
+    return sorted(p.stem for p in Path(settings.ocr_tessdata).glob("*.traineddata") if p.stem != "osd")
+
+
 class OcrEngine:
     """Runs OCR jobs: `run(ctx)` is the worker-ocr job handler's body."""
 
@@ -62,7 +67,7 @@ class OcrEngine:
 
     def available_languages(self) -> list[str]:
         """Recognition languages installed in the tessdata directory (osd is not one)."""
-        return sorted(p.stem for p in self.tessdata.glob("*.traineddata") if p.stem != "osd")
+        return installed_languages(self.settings)
 
     def validate_languages(self, text: str | None) -> str:
         """`text` ("eng", "eng+deu") checked and normalised; `PermanentJobError` saying what is wrong.

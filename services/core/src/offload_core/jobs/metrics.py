@@ -13,6 +13,15 @@
     offload_delayed_jobs_moved_total{type}                 gateway: scheduled or retrying jobs queued
                                                            at their time (maintenance/mover.py)
     offload_missing_records_total{type}                    worker: a message named a job with no record
+    offload_llm_tokens_total{tenant,model,kind}            worker: tokens of succeeded LLM jobs, as their
+                                                           server reported them (kind: prompt|completion),
+                                                           counted when the result is recorded
+    offload_capacity_waits_total{name}                     worker: runs that waited for a slot of a
+                                                           global in-flight cap (worker/capacity.py)
+
+Label cardinality of the token counter: `model` is a name of the model map (bounded by it);
+`tenant` takes the first OFFLOAD_LLM_USAGE_METRIC_TENANTS tenants a worker process sees, and
+`_other` for any after them (the exact per-tenant figures are in GET /v1/usage).
 
 Workers observe these in their job processes; `offload_core.observability.multiprocess` makes the
 worker's port report the sum over all of them (prefork), including processes already recycled.
@@ -22,6 +31,7 @@ prometheus_client to multiprocess mode after this module was imported.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from prometheus_client import Counter, Histogram
@@ -47,6 +57,30 @@ LOST_RUNS_REQUEUED = Counter("offload_lost_runs_requeued_total",
 DELAYED_MOVED = Counter("offload_delayed_jobs_moved_total",
                         "Scheduled and retrying jobs queued when they became due", ["type"])
 MISSING_RECORDS = Counter("offload_missing_records_total", "Messages for a job that has no record", ["type"])
+LLM_TOKENS = Counter("offload_llm_tokens_total", "Tokens of succeeded LLM jobs, as their model's server reported them",
+                     ["tenant", "model", "kind"])
+CAPACITY_WAITS = Counter("offload_capacity_waits_total", "Runs that waited for a slot of a global in-flight cap",
+                         ["name"])
+
+OTHER_TENANTS = "_other"
+_labelled_tenants: set[str] = set()
+_labelled_lock = threading.Lock()
+
+
+def llm_tokens(tenant: str, model: str, prompt: int, completion: int, *, max_tenants: int) -> None:
+    """Count a recorded result's tokens; tenants beyond the first `max_tenants` share one label."""
+    with _labelled_lock:
+        if tenant not in _labelled_tenants:
+            if len(_labelled_tenants) >= max_tenants:
+                tenant = OTHER_TENANTS
+            else:
+                _labelled_tenants.add(tenant)
+    LLM_TOKENS.labels(tenant=tenant, model=model, kind="prompt").inc(prompt)
+    LLM_TOKENS.labels(tenant=tenant, model=model, kind="completion").inc(completion)
+
+
+def capacity_wait(name: str) -> None:
+    CAPACITY_WAITS.labels(name=name).inc()
 
 
 def submitted(job_type: JobType, priority: Priority) -> None:

@@ -1,4 +1,4 @@
-"""The job store as the APIs use it (asyncio): submit, cancel, requeue, read, list, replay, follow.
+"""The job store as the APIs use it (asyncio): submit, cancel, requeue, read, list, replay.
 
 Every write is one Lua script from `offload_core.jobs.scripts`; reads are plain commands. Redis
 errors surface as `StoreUnavailable`, which the APIs turn into 503 + Retry-After.
@@ -29,14 +29,14 @@ from offload_core.jobs.script_batch import ScriptBatch
 from offload_core.observability.tracing import current_trace_id, publish_span
 from offload_core.queue.messages import build_task_message
 from offload_core.queue.routing import ALL_QUEUES, TASK_NAMES, queue_name
-from offload_core.queue.scaling import scaled_queues
+from offload_core.queue.scaling import scaled_queues, scaled_types
 from offload_core.settings import Settings
 from offload_core.types import JobState, JobType, Priority
 
 
 @dataclass(frozen=True)
 class SubmitOutcome:
-    status: str  # created | existing | conflict | rate_limited | quota_exceeded | bytes_exceeded
+    status: str  # created | existing | conflict | rate_limited | tokens_limited | quota_exceeded | bytes_exceeded
     job_id: str
     retry_after: int = 0
     job: Job | None = None  # the new record, when created
@@ -57,6 +57,7 @@ class NewJob:
     payload_size: int | None = None  # its size and SHA-256 (hex), when it is there
     payload_sha256: str | None = None
     job_id: str | None = None  # made by the caller when it needs the id first (an S3 object key)
+    tokens: int = 0  # an LLM job's cost under OFFLOAD_LLM_TOKENS_PER_MINUTE (max_tokens + prompt estimate)
 
     @property
     def payload_bytes(self) -> int:
@@ -80,7 +81,7 @@ def connect(settings: Settings, **kwargs: Any) -> aioredis.Redis:
         socket_connect_timeout=2,
         # No socket timeout (redis-py 8 defaults to 5 s, so it must be said): redis-py would wrap
         # every send and read in its own asyncio.wait_for (~14 % of the gateway's CPU under load).
-        # Each store call has one deadline instead (_unavailable_as_error).
+        # Each store call has one deadline instead (unavailable_as_error).
         socket_timeout=None,
         health_check_interval=15,
         retry_on_timeout=False,
@@ -130,11 +131,13 @@ class JobStore:
         with publish_span(TASK_NAMES[new.type], queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
                                          tenant=new.tenant, headers=trace_headers, delivery_tag=tag)
-            async with _unavailable_as_error(deadline=False):  # the batch keeps the deadline
+            async with unavailable_as_error(deadline=False):  # the batch keeps the deadline
                 submit_keys, submit_args = scripts.SUBMIT.layout(dict(
                     idem_key=keys.idempotency(new.tenant, idem), rate_key=keys.tenant_rate(new.tenant, minute),
                     usage_key=keys.tenant_usage(new.tenant), job_key=keys.job(job_id), queue_key=queue,
                     pending_key=keys.PENDING, delayed_key=keys.DELAYED, tenant_jobs_key=keys.tenant_jobs(new.tenant),
+                    tpm_key=keys.tenant_tpm(new.tenant, minute),
+                    tpm_limit=s.llm_tokens_per_minute if new.type is JobType.LLM else 0, tpm_cost=new.tokens,
                     job_id=job_id, digest=digest, idem_ttl=s.idempotency_ttl_seconds, has_idem="1" if idem else "0",
                     rate_limit=s.rate_limit_per_minute, rate_ttl=120, max_active=s.max_queued_per_tenant,
                     max_bytes=s.max_queued_bytes_per_tenant, now=repr(now),
@@ -146,7 +149,7 @@ class JobStore:
         if status == "created":
             job_metrics.submitted(new.type, new.priority)
         retry_after = 0
-        if status == "rate_limited":
+        if status in ("rate_limited", "tokens_limited"):
             retry_after = max(1, int(60 - now % 60) + 1)
         elif status in ("quota_exceeded", "bytes_exceeded"):
             retry_after = 30
@@ -155,15 +158,15 @@ class JobStore:
 
     async def cancel(self, job_id: str, tenant: str) -> tuple[str, str | None]:
         """Cancel for `tenant`: ("cancelled" | "cancelling" | "terminal" | "missing", the job's state)."""
-        if not _looks_like_id(job_id):
+        if not looks_like_id(job_id):
             return "missing", None
         job = await self.get(job_id, tenant)
         if job is None:
             return "missing", None
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             out = await self._finish(**keys.finish_keys(job.id, job.type, job.tenant, job.queue), mode="cancel", worker_id="", tenant=tenant,
                                      new_state="cancelled", now=repr(time.time()), result_json="", error_json="null",
-                                     retry_at="", message="", message_tag="", **self._finish_limits())
+                                     retry_at="", message="", message_tag="", tokens="", **self._finish_limits())
         status, state = as_text(out[0]), (as_text(out[1]) if len(out) > 1 else None)
         if status == "ok":
             return "cancelled", state
@@ -179,11 +182,12 @@ class JobStore:
         with publish_span(TASK_NAMES[job.type], job.queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=job.type, queue=job.queue,
                                          tenant=job.tenant, headers=trace_headers, delivery_tag=tag)
-            async with _unavailable_as_error():
+            async with unavailable_as_error():
                 out = await self._requeue(
                     job_key=keys.job(job_id), events_key=keys.events(job_id),
                     usage_key=keys.tenant_usage(job.tenant), dead_key=keys.DEAD,
                     tenant_dead_key=keys.tenant_dead(job.tenant), queue_key=job.queue, pending_key=keys.PENDING,
+                    waiting_key=keys.WAITING,
                     tenant=tenant or "", now=repr(time.time()), message=message, message_tag=tag,
                     events_maxlen=s.events_maxlen, max_active=s.max_queued_per_tenant,
                     max_bytes=s.max_queued_bytes_per_tenant, trace_id=current_trace_id() or "",
@@ -199,9 +203,9 @@ class JobStore:
 
     async def get(self, job_id: str, tenant: str | None) -> Job | None:
         """The job, or None when it does not exist or belongs to another tenant."""
-        if not _looks_like_id(job_id):
+        if not looks_like_id(job_id):
             return None
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             values = await self.redis.hmget(keys.job(job_id), RECORD_FIELDS)
         job = from_fields(values)
         if job is None or (tenant is not None and job.tenant != tenant):
@@ -209,7 +213,7 @@ class JobStore:
         return job
 
     async def result(self, job_id: str) -> bytes | None:
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             return await self.redis.hget(keys.job(job_id), "result") or None
 
     async def list_jobs(
@@ -224,11 +228,11 @@ class JobStore:
         and still have a next cursor.
         """
         index = keys.tenant_jobs(tenant)
-        after_score, after_id = _parse_cursor(cursor)
+        after_score, after_id = parse_cursor(cursor)
         upper = repr(after_score) if after_score is not None else "+inf"
         found: list[Job] = []
         scanned = 0
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             while True:
                 batch = await self.redis.zrevrangebyscore(index, upper, "-inf", start=0, num=limit + 1, withscores=True)
                 batch = [(as_text(m), sc) for m, sc in batch
@@ -252,7 +256,7 @@ class JobStore:
     async def events(self, job_id: str, after: str = "0-0", count: int = 500) -> list[tuple[str, str, str]]:
         """The job's events after the given event id: (id, kind, data json). See jobs/events.py
         for the two that come from the record."""
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             pipe.xrange(keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count)
             pipe.hmget(keys.job(job_id), REPLAY_FIELDS)
@@ -261,20 +265,29 @@ class JobStore:
         stream = [(as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows]
         return replay(after, stream, record, complete=len(rows) < count)
 
-    async def follow_events(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, str, str]]:
-        """Wait up to `block_ms` for events after `after` (stream id)."""
-        async with _unavailable_as_error():
-            reply = await self.redis.xread({keys.events(job_id): after}, block=block_ms, count=500)
-        out: list[tuple[str, str, str]] = []
-        for _, rows in reply or []:
-            out.extend((as_text(i), as_text(f[b"kind"]), as_text(f[b"data"])) for i, f in rows)
+    async def token_usage(self, tenant: str, days: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+        """The tenant's LLM token counters of each day (YYYYMMDD) that has any:
+        {day: {model: {"prompt_tokens", "completion_tokens", "jobs"}}}."""
+        async with unavailable_as_error():
+            pipe = self.redis.pipeline(transaction=False)
+            for day in days:
+                pipe.hgetall(keys.tenant_tokens(tenant, day))
+            replies = await pipe.execute()
+        names = {"prompt": "prompt_tokens", "completion": "completion_tokens", "jobs": "jobs"}
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for day, fields in zip(days, replies):
+            for field, value in fields.items():
+                model, _, kind = as_text(field).rpartition("|")
+                if kind in names:
+                    counts = out.setdefault(day, {}).setdefault(model, dict.fromkeys(names.values(), 0))
+                    counts[names[kind]] = int(value)
         return out
 
     async def queue_stats(self) -> dict[str, Any]:
         """Depth and age of the oldest message per queue; running, scheduled or retrying, and dead
         counts; the lifetime counters."""
         now = time.time()
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             for q in ALL_QUEUES:
                 pipe.llen(q)
@@ -311,20 +324,23 @@ class JobStore:
 
     async def work(self, job_type: JobType) -> dict[str, int]:
         """Queued and running jobs of one worker type: what KEDA scales it on (GET
-        /scaling/{type}). The lists its ScaledObject reads, and the type's running index: a few
-        O(1) reads in one round trip, whatever the number of jobs."""
-        async with _unavailable_as_error():
+        /scaling/<type>). The lists its ScaledObject reads and the running indexes of the same
+        types: a few O(1) reads in one round trip, whatever the number of jobs."""
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             for q in scaled_queues(job_type):
                 pipe.llen(q)
-            pipe.zcard(keys.running(job_type))
-            *depths, running = await pipe.execute()
-        return {"queued": sum(int(d) for d in depths), "running": int(running)}
+            types = scaled_types(job_type)
+            for t in types:
+                pipe.zcard(keys.running(t))
+            replies = await pipe.execute()
+        depths, running = replies[:-len(types)], replies[-len(types):]
+        return {"queued": sum(int(d) for d in depths), "running": sum(int(r) for r in running)}
 
     async def dead_jobs(self, tenant: str | None, limit: int = 100) -> list[Job]:
         """The newest dead jobs of `tenant` (every tenant's for None: an admin), in one round trip."""
         index = keys.DEAD if tenant is None else keys.tenant_dead(tenant)
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             flat = await self._dead_letters(dead_index_key=index, limit=limit, job_key_prefix=keys.job(""),
                                             extra_args=RECORD_FIELDS)
         width = 1 + len(RECORD_FIELDS)
@@ -333,7 +349,7 @@ class JobStore:
 
     async def ping(self) -> bool:
         try:
-            async with _unavailable_as_error():
+            async with unavailable_as_error():
                 return bool(await self.redis.ping())
         except (StoreUnavailable, RedisError, OSError):
             return False
@@ -346,7 +362,7 @@ REPLAY_FIELDS = ("state", "created_at", "run_at", "finished_at", "error", "final
 STORE_TIMEOUT_SECONDS = 5.0
 
 
-class _unavailable_as_error:
+class unavailable_as_error:
     """Turn Redis failures, and a Redis that does not answer within STORE_TIMEOUT_SECONDS,
     into StoreUnavailable (-> 503 + Retry-After): one deadline for the whole store call. A Redis
     at its maxmemory refuses writes (OOM): StoreFull, also a 503.
@@ -374,7 +390,7 @@ class _unavailable_as_error:
         return False
 
 
-def _parse_cursor(cursor: str | None) -> tuple[float | None, str | None]:
+def parse_cursor(cursor: str | None) -> tuple[float | None, str | None]:
     if not cursor:
         return None, None
     score, _, member = cursor.partition("|")
@@ -393,7 +409,7 @@ def _message_job_id(raw: bytes | None) -> str | None:
         return None
 
 
-def _looks_like_id(job_id: str) -> bool:
+def looks_like_id(job_id: str) -> bool:
     try:
         uuid.UUID(job_id)
     except (ValueError, AttributeError):

@@ -25,6 +25,15 @@ _NOT_RECORD = frozenset({b"payload", b"result", b"message", b"message_tag"})
 
 
 @dataclass(frozen=True)
+class TokenUsage:
+    """What an LLM run used, as its server reported it, counted under the model name asked for."""
+
+    model: str
+    prompt: int
+    completion: int
+
+
+@dataclass(frozen=True)
 class Claim:
     status: str  # claimed | missing | terminal | waiting | leased
     job: Job | None = None
@@ -51,6 +60,7 @@ class WorkerJobStore:
         self._progress = scripts.PROGRESS.register(client)
         self._tokens = scripts.TOKENS.register(client)
         self._finish = scripts.FINISH.register(client)
+        self._capacity = scripts.CAPACITY.register(client)
 
     def claim(self, job_id: str, worker_id: str, job_type: JobType, *, replace_holder: str = "") -> Claim:
         """Take a run of `job_id`, a job of `job_type` (the task that delivered it says which)."""
@@ -105,14 +115,18 @@ class WorkerJobStore:
     def finish(
         self, job: Job, worker_id: str, state: JobState, *, result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None, retry_at: float | None = None, message: str = "",
-        message_tag: str = "",
+        message_tag: str = "", tokens: TokenUsage | None = None,
     ) -> bool:
         """Move a run to its end, or to `retrying` until `retry_at` (then `message`, tagged
-        `message_tag`, queues it again). False: this worker no longer owns the run."""
+        `message_tag`, queues it again). False: this worker no longer owns the run. `tokens`
+        (an LLM result's usage) is added to the tenant's daily counters with the result."""
         s = self.settings
+        now = time.time()
         out = self._finish(
-            **keys.finish_keys(job.id, job.type, job.tenant, job.queue), mode="run", worker_id=worker_id, tenant=job.tenant, new_state=state.value,
-            now=repr(time.time()),
+            **keys.finish_keys(job.id, job.type, job.tenant, job.queue, now=now), mode="run", worker_id=worker_id,
+            tenant=job.tenant, new_state=state.value, now=repr(now),
+            tokens=json.dumps({"model": tokens.model, "prompt": tokens.prompt, "completion": tokens.completion,
+                               "ttl": s.llm_usage_retention_days * 86400}) if tokens is not None else "",
             result_json=json.dumps(result, separators=(",", ":"), ensure_ascii=False) if result is not None else "",
             error_json=json.dumps(error, separators=(",", ":")) if error else "null",
             retry_at=repr(retry_at or 0.0), message=message, message_tag=message_tag,
@@ -122,6 +136,20 @@ class WorkerJobStore:
         if recorded:
             job_metrics.run_ended(job, state)
         return recorded
+
+    # -- capacity slots (a global in-flight cap; worker/capacity.py) ------------------------------
+
+    def acquire_capacity(self, name: str, holder: str, capacity: int) -> bool:
+        return bool(self._capacity(slots_key=keys.capacity(name), mode="acquire", holder=holder, now=repr(time.time()),
+                                   lease_seconds=self.settings.lease_seconds, capacity=capacity))
+
+    def renew_capacity(self, name: str, holder: str) -> bool:
+        return bool(self._capacity(slots_key=keys.capacity(name), mode="renew", holder=holder, now=repr(time.time()),
+                                   lease_seconds=self.settings.lease_seconds, capacity=0))
+
+    def release_capacity(self, name: str, holder: str) -> None:
+        self._capacity(slots_key=keys.capacity(name), mode="release", holder=holder, now="0", lease_seconds=0,
+                       capacity=0)
 
     def get(self, job_id: str) -> Job | None:
         return from_fields(self.redis.hmget(keys.job(job_id), RECORD_FIELDS))

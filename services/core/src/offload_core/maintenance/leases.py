@@ -71,7 +71,7 @@ class LeaseReaper:
                 **keys.finish_keys(job.id, job.type, job.tenant, job.queue), mode="lost", worker_id="",
                 tenant=job.tenant, new_state="", now=repr(now), result_json="", error_json="null", retry_at="",
                 message=message, message_tag=tag, events_maxlen=s.events_maxlen, retention=s.retention_seconds,
-                events_grace=s.events_grace_seconds)
+                events_grace=s.events_grace_seconds, tokens="")
         status = as_text(out[0])
         if status == "requeued":
             job_metrics.lost_run_requeued(job.type)

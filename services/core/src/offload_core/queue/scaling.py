@@ -14,15 +14,20 @@ from __future__ import annotations
 import math
 
 from offload_core.queue.routing import queues_of
-from offload_core.types import JobType
+from offload_core.types import SERVED_BY, JobType
+
+
+def scaled_types(worker_type: JobType | str) -> list[JobType]:
+    """The job types a worker type is scaled on: those it runs (SERVED_BY), except that only the
+    OCR worker, with no model to load, is woken for probe jobs. The chart's triggers
+    (templates/keda.yaml, `offload.scaledJobTypes`) list the same."""
+    worker_type = JobType(worker_type)
+    return [t for t in SERVED_BY[worker_type] if t is not JobType.PROBE or worker_type is JobType.OCR]
 
 
 def scaled_queues(worker_type: JobType | str) -> list[str]:
-    """The lists a worker type's ScaledObject reads: its own queues, and for the OCR worker the
-    probe queues too (every worker runs probe jobs; the OCR worker, with no model to load, is
-    the one woken for them). The chart's triggers (templates/keda.yaml) list the same."""
-    worker_type = JobType(worker_type)
-    return queues_of(worker_type) + (queues_of(JobType.PROBE) if worker_type is JobType.OCR else [])
+    """The lists a worker type's ScaledObject reads: the queues of its scaled types."""
+    return [q for t in scaled_types(worker_type) for q in queues_of(t)]
 
 
 def composite(backlog: int, running: int = 0, *, list_length: int, concurrency: int = 0) -> float:

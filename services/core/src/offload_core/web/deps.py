@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
@@ -17,11 +19,15 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPBearer
 
-from offload_core.jobs.store import JobStore, connect
+from offload_core.jobs.store import JobStore
 from offload_core.maintenance.loop import Maintenance
 from offload_core.payloads.s3 import S3PayloadStore
 from offload_core.settings import Settings
 from offload_core.web.auth import ApiKeys, Principal
+from offload_core.web.metrics_server import ExtraRoute, MetricsServer
+from offload_core.web.redis_pool import pooled_client
+
+log = logging.getLogger("offload.web")
 
 
 @dataclass
@@ -52,27 +58,50 @@ def settle_collector() -> None:
     gc.set_threshold(COLLECTOR_GEN0_THRESHOLD, gen1, gen2)
 
 
-def lifespan_for(settings: Settings, *, maintenance: bool = False):
-    """`maintenance`: run the platform's background work (the gateway: maintenance/loop.py)."""
+def _report_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background work %s stopped", task.get_name(), exc_info=task.exception())
+
+
+# Work a service runs beside its requests for as long as it serves: given the app and its
+# services, a coroutine that runs until cancelled at shutdown.
+BackgroundWork = Callable[[FastAPI, "Services"], Awaitable[None]]
+
+
+def lifespan_for(settings: Settings, *, maintenance: bool = False, background: Sequence[BackgroundWork] = (),
+                 metrics_extra: Callable[["Services"], ExtraRoute] | None = None):
+    """`maintenance`: run the platform's background work (the gateway: maintenance/loop.py).
+    `background`: the service's own background work (live events, gauges, the memory guard).
+    `metrics_extra`: a further route of the metrics port, made from the services (web.metrics_server)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.require_api_keys()
-        redis = connect(settings)
+        redis = pooled_client(settings)
         store = JobStore(redis, settings)
         payloads = S3PayloadStore.from_settings(settings) if settings.payload_store == "s3" else None
-        app.state.services = Services(settings, store, ApiKeys.from_settings(settings), payloads)
-        background = None
+        services = Services(settings, store, ApiKeys.from_settings(settings), payloads)
+        app.state.services = services
+        metrics = None
+        if settings.metrics_port:
+            metrics = await MetricsServer(os.environ.get("OFFLOAD_HOST", "0.0.0.0"), settings.metrics_port,
+                                          extra=metrics_extra(services) if metrics_extra else None).start()
+        work = [asyncio.create_task(run(app, services)) for run in background]
         if maintenance:
-            background = asyncio.create_task(Maintenance(store).run(), name="maintenance")
+            work.append(asyncio.create_task(Maintenance(store).run(), name="maintenance"))
+        for task in work:
+            task.add_done_callback(_report_failure)
         settle_collector()
         try:
             yield
         finally:
-            if background is not None:
-                background.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await background
+            for task in work:
+                task.cancel()
+            for task in work:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if metrics is not None:
+                await metrics.stop()
             await redis.aclose()
             if payloads is not None:
                 await payloads.aclose()

@@ -1,5 +1,5 @@
 """Observability of an API service: one middleware for the server span, the HTTP metrics and the
-access log line of every request; plus GET /metrics.
+access log line of every request. (/metrics is served on a port of its own: web.metrics_server.)
 
 `install_observability(app, settings)` is the one call an app factory makes. The tracer
 provider itself is made once per process by `web.serve` (offload_core.observability.telemetry).
@@ -22,19 +22,15 @@ from __future__ import annotations
 import logging
 import time
 
-import anyio
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from offload_core.observability import logs
-from offload_core.observability.exposition import render_latest
 from offload_core.observability.telemetry import excluded_paths
 from offload_core.settings import Settings
-from offload_core.web import queue_metrics
 
 HTTP_REQUESTS = Counter("offload_http_requests_total", "HTTP requests answered",
                         ["method", "route", "status"])
@@ -123,18 +119,7 @@ class RequestObservability:
                 context.detach(token)
 
 
-def install_observability(app: FastAPI, settings: Settings, *, queue_metrics_from_store: bool = False) -> None:
-    """Trace, measure and log `app`'s requests, and serve GET /metrics (unauthenticated; no job data).
-
-    `queue_metrics_from_store`: refresh the queue gauges (offload_core.web.queue_metrics) at each
-    scrape; the status service does, so that queue depth is exported exactly once.
-    """
+def install_observability(app: FastAPI, settings: Settings) -> None:
+    """Trace, measure and log `app`'s requests."""
     logs.redact_settings(settings)
     app.add_middleware(RequestObservability, excluded=excluded_paths(), log_requests=settings.access_log)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        if queue_metrics_from_store:
-            await queue_metrics.refresh(request.app.state.services.store)
-        content_type, body = await anyio.to_thread.run_sync(render_latest)
-        return Response(body, media_type=content_type)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from offload_core.errors import StoreFull, StoreUnavailable
 
@@ -21,6 +22,16 @@ log = logging.getLogger("offload.http")
 PROBLEM_JSON = "application/problem+json"
 STORE_RETRY_AFTER_SECONDS = 5
 STORE_FULL_RETRY_AFTER_SECONDS = 30  # a full Redis empties as workers drain it: not in 5 s
+# Only what is true: a read changed nothing; a write may have been done by Redis before its
+# answer was lost or came too late (a submit's script can run after the deadline fired).
+STORE_DOWN_READ = "the job store cannot be reached right now; nothing was changed, try again shortly"
+STORE_DOWN_WRITE = ("the job store did not confirm this change in time; it may or may not have been made: "
+                    "look at the job before repeating it")
+STORE_DOWN_SUBMIT = ("the job store did not confirm the job in time; it may or may not have been stored: "
+                     "retry with the same Idempotency-Key, which returns the job if it was stored")
+# Redis refuses a write at its maxmemory before it makes it, so here nothing was changed.
+STORE_FULL = ("the job store is full (Redis reached its maxmemory) and refuses new data; nothing was "
+              "changed: try again once workers have taken queued jobs (operators: raise the memory limit)")
 
 
 class ProblemError(Exception):
@@ -41,6 +52,11 @@ def problem_response(status: int, title: str, detail: str, *, instance: str | No
         body["instance"] = instance
     body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def store_unavailable(request: Request, detail: str) -> JSONResponse:
+    return problem_response(503, "Service unavailable", detail, instance=request.url.path,
+                            headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -115,14 +131,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("job store unavailable: %s", exc)
         if isinstance(exc, StoreFull):
-            detail = ("the job store is full (Redis reached its maxmemory) and refuses new data; nothing was "
-                      "changed: try again once workers have taken queued jobs (operators: raise the memory limit)")
-            return problem_response(503, "Service unavailable", detail, instance=request.url.path,
+            return problem_response(503, "Service unavailable", STORE_FULL, instance=request.url.path,
                                     headers={"Retry-After": str(STORE_FULL_RETRY_AFTER_SECONDS)})
-        return problem_response(503, "Service unavailable",
-                                "the job store cannot be reached right now; nothing was changed, try again shortly",
-                                instance=request.url.path,
-                                headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+        return store_unavailable(request, STORE_DOWN_READ if request.method in ("GET", "HEAD") else STORE_DOWN_WRITE)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client went away (or a limit cut its body off, web.limits): nobody reads this answer.
+        return problem_response(400, "Client disconnected", "the request ended before its body was read",
+                                instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,9 +1,15 @@
-"""Queue gauges, read from Redis when the status service is scraped.
+"""Gauges the status service reads from Redis, refreshed in the background (`refresh_forever`).
 
     offload_queue_depth{queue}                 messages waiting (the list length KEDA reads)
     offload_queue_oldest_age_seconds{queue}    age of the oldest waiting message (0 when empty)
     offload_jobs_running{type}                 jobs running now
     offload_dead_letters                       jobs in the dead-letter set
+    offload_redis_used_memory_bytes            Redis's used memory (INFO memory)
+    offload_redis_maxmemory_bytes              its maxmemory (0: none set)
+
+A scrape reads the last values and never touches Redis: scrapes cost Redis nothing, however
+often and by however many scrapers they come. The values are at most
+`OFFLOAD_METRICS_REFRESH_SECONDS` old.
 
 Only the status service exports these (it is the one that reads queues), so a sum over
 services does not count a queue twice. With several status replicas, use max() over them.
@@ -11,10 +17,17 @@ services does not count a queue twice. With several status replicas, use max() o
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from prometheus_client import Gauge
+from redis.exceptions import RedisError
 
 from offload_core.errors import StoreUnavailable
 from offload_core.jobs.store import JobStore
+from offload_core.web.redis_memory import read_memory
+
+log = logging.getLogger("offload.queue_metrics")
 
 # "livemostrecent": correct should the status service ever run as several processes.
 QUEUE_DEPTH = Gauge("offload_queue_depth", "Messages waiting in a queue", ["queue"],
@@ -23,16 +36,23 @@ QUEUE_OLDEST_AGE = Gauge("offload_queue_oldest_age_seconds", "Age of the oldest 
                          ["queue"], multiprocess_mode="livemostrecent")
 JOBS_RUNNING = Gauge("offload_jobs_running", "Jobs running now", ["type"], multiprocess_mode="livemostrecent")
 DEAD_LETTERS = Gauge("offload_dead_letters", "Jobs in the dead-letter set", multiprocess_mode="livemostrecent")
+REDIS_USED_MEMORY = Gauge("offload_redis_used_memory_bytes", "Memory Redis uses (INFO memory used_memory)",
+                          multiprocess_mode="livemostrecent")
+REDIS_MAXMEMORY = Gauge("offload_redis_maxmemory_bytes", "Redis's maxmemory (0: no limit set)",
+                        multiprocess_mode="livemostrecent")
 
 
 async def refresh(store: JobStore) -> None:
     """Set the gauges from the store; when it cannot be read, report no value rather than a stale one."""
     try:
         stats = await store.queue_stats()
-    except StoreUnavailable:
+        async with asyncio.timeout(5):
+            memory = await read_memory(store.redis)
+    except (StoreUnavailable, RedisError, OSError, TimeoutError):
         for gauge in (QUEUE_DEPTH, QUEUE_OLDEST_AGE, JOBS_RUNNING):
             gauge.clear()
-        DEAD_LETTERS.set(float("nan"))
+        for gauge in (DEAD_LETTERS, REDIS_USED_MEMORY, REDIS_MAXMEMORY):
+            gauge.set(float("nan"))
         return
     for queue, info in stats["queues"].items():
         QUEUE_DEPTH.labels(queue=queue).set(info["depth"])
@@ -40,3 +60,11 @@ async def refresh(store: JobStore) -> None:
     for job_type, running in stats["running_by_type"].items():
         JOBS_RUNNING.labels(type=job_type).set(running)
     DEAD_LETTERS.set(stats["dead"])
+    REDIS_USED_MEMORY.set(memory.used_bytes)
+    REDIS_MAXMEMORY.set(memory.max_bytes)
+
+
+async def refresh_forever(store: JobStore, interval_seconds: float) -> None:
+    while True:
+        await refresh(store)
+        await asyncio.sleep(interval_seconds)

@@ -10,6 +10,7 @@ retries, the result record.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Protocol
 
 from offload_core.settings import Settings
@@ -31,6 +32,17 @@ class JobContext(Protocol):
 
     def tokens(self, text: str) -> None:
         """Append streamed output text; buffered and flushed as `token` events. Checks cancel."""
+
+    def abortable(self, abort: Callable[[], None]) -> AbstractContextManager[None]:
+        """While inside, the hard time limit may call `abort` from another thread to end the
+        run's blocking I/O (where the runner enforces time limits: threads and solo pools)."""
+
+    def capacity_slot(self, name: str, capacity: int, waiting_message: str) -> AbstractContextManager[None]:
+        """Hold one of `capacity` slots of `name`, shared by every worker process, while inside;
+        waits for one (cancel and time limits still apply)."""
+
+    def count_usage(self, model: str, prompt: int, completion: int) -> None:
+        """Tokens the run used: added to the tenant's counters with the result, once."""
 
 
 JobHandler = Callable[[JobContext], dict[str, Any]]

@@ -32,14 +32,25 @@ from offload_core.worker.runner import JobRunner, WorkerResources
 log = logging.getLogger("offload.worker")
 
 
-def build_worker(job_type: JobType, handler: JobHandler, settings: Settings) -> Celery:
+def build_worker(job_type: JobType, handler: JobHandler, settings: Settings, pool: str = "prefork") -> Celery:
     """The Celery app of a `job_type` worker: its own jobs' task, and the probe jobs' (every
-    worker runs those), sharing one store and lease keeper per process."""
+    worker runs those), sharing one store and lease keeper per process. In the threads and solo
+    pools the runner enforces the time limits itself (Celery does so only in prefork)."""
     app = make_celery(settings, job_type)
     resources = WorkerResources(settings)
-    JobRunner(app, job_type, handler, settings, resources).register()
-    JobRunner(app, JobType.PROBE, handle_probe, settings, resources).register()
+    own = pool != "prefork"
+    JobRunner(app, job_type, handler, settings, resources, own_time_limits=own).register()
+    JobRunner(app, JobType.PROBE, handle_probe, settings, resources, own_time_limits=own).register()
     return app
+
+
+Pool = Callable[[Settings], tuple[str, int]]
+
+
+def configured_pool(settings: Settings) -> tuple[str, int]:
+    """OFFLOAD_WORKER_POOL with OFFLOAD_WORKER_CONCURRENCY: what every worker uses unless its
+    job type knows better (the LLM worker's HTTP backend: a thread per stream)."""
+    return settings.worker_pool, settings.worker_concurrency
 
 
 # Celery's lines for every task: "received" (in the parent, which paces prefetch-1 delivery)
@@ -56,14 +67,15 @@ def quiet_celery_per_task_lines() -> None:
 
 
 def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler],
-               on_process_start: Callable[[Settings], None] | None = None) -> None:
+               on_process_start: Callable[[Settings], None] | None = None, pool_of: Pool = configured_pool) -> None:
     configure_logging()
     quiet_celery_per_task_lines()
     # Before any job process exists: they inherit the mode and all count into one directory.
     multiprocess_metrics.enable()
     settings = Settings()
     redact_settings(settings)
-    app = build_worker(job_type, make_handler(settings), settings)
+    pool, concurrency = pool_of(settings)
+    app = build_worker(job_type, make_handler(settings), settings, pool)
     server = start_health_server(settings, connect_sync(settings))
     main_pid = os.getpid()
     service_name = f"offload-worker-{job_type.value}"
@@ -93,20 +105,21 @@ def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler]
         # A recycled child ends with os._exit: without this its last spans would be lost.
         shutdown_tracing()
 
-    if settings.worker_pool == "threads":
+    if pool != "prefork":
         start_tracing()  # no job processes and no worker_process_init: jobs run in this one
 
     argv = [
         "--quiet",  # no banner: stdout carries JSON log lines only
         "worker",
         "--loglevel=INFO",
-        f"--concurrency={settings.worker_concurrency}",
-        f"--pool={settings.worker_pool}",
+        f"--concurrency={concurrency}",
+        f"--pool={pool}",
         f"--queues={','.join(consumed_by(job_type))}",
         f"--hostname={job_type.value}@{socket.gethostname()}",
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
     ]
-    log.info("starting %s worker on %s", job_type.value, ", ".join(consumed_by(job_type)))
+    log.info("starting %s worker on %s (%s pool, %d at once)", job_type.value, ", ".join(consumed_by(job_type)),
+             pool, concurrency)
     app.worker_main(argv)

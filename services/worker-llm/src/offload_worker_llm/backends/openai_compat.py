@@ -1,5 +1,11 @@
 """Backend for any OpenAI-compatible server: streamed `POST {base_url}/chat/completions`.
 
+Thread-safe: one process streams up to OFFLOAD_LLM_MAX_IN_FLIGHT answers at once, a thread each,
+over one connection pool per model route (as many connections as streams). Under the hard time
+limit, the runner may end a stream from another thread: the stream's socket is shut down, so
+its blocked read returns at once (a request whose answer has not started yet ends at its read
+timeout, OFFLOAD_LLM_REQUEST_TIMEOUT_SECONDS; its outcome is recorded at the limit all the same).
+
 Retries happen here only while nothing has been streamed yet: once a client may have seen
 tokens, a silent retry would make it see a second, different answer. After output has started,
 a broken stream becomes `RetryableJobError` and the runner re-runs the job from the beginning.
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from typing import Any, Callable
@@ -16,10 +23,11 @@ from typing import Any, Callable
 import httpx
 
 from offload_core.errors import PermanentJobError, RetryableJobError
+from offload_core.llm.models import ModelRoute
 from offload_core.llm.request import LlmParams
 from offload_core.settings import Settings
 
-from .base import Checkpoint, LlmBackend, LlmResult, LlmUsage, OnToken, check_request_limits
+from .base import Abortable, Checkpoint, LlmBackend, LlmResult, LlmUsage, OnToken, check_request_limits, never_aborted, route_of
 from .retry_policy import full_jitter_delay, is_retryable_status, parse_retry_after
 from .sse import iter_sse_data
 
@@ -44,49 +52,55 @@ class _NotYetStreamed(Exception):
 class OpenAICompatBackend(LlmBackend):
     def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self._settings = settings
-        self._url = settings.llm_base_url.rstrip("/") + "/chat/completions"
         self._sleep = sleep
-        self._client: httpx.Client | None = None
+        self._clients: dict[str, httpx.Client] = {}  # by route name
         self._client_pid: int | None = None
         self._client_lock = threading.Lock()
 
-    def _http(self) -> httpx.Client:
-        # One client per process, made on first use: connections are reused across jobs, and a
-        # client inherited through fork would share its sockets with the parent process.
+    def _http(self, route: ModelRoute) -> httpx.Client:
+        # One client per route per process, made on first use: connections are reused across
+        # jobs, and a client inherited through fork would share its sockets with the parent.
         with self._client_lock:
-            if self._client is None or self._client_pid != os.getpid():
-                s = self._settings
+            if self._client_pid != os.getpid():
+                self._clients, self._client_pid = {}, os.getpid()
+            client = self._clients.get(route.name)
+            if client is None:
                 headers = {"Accept": "text/event-stream"}
-                if s.llm_api_key:
-                    headers["Authorization"] = f"Bearer {s.llm_api_key}"
-                self._client = httpx.Client(
+                api_key = route.api_key  # read here: a Secret mounted as a file, or a variable
+                if api_key:
+                    headers["Authorization"] = f"Bearer {api_key}"
+                streams = self._settings.llm_max_in_flight
+                client = self._clients[route.name] = httpx.Client(
                     headers=headers,
                     # `read` bounds the silence between two streamed chunks, not the whole answer;
-                    # the job's soft time limit bounds that.
+                    # the job's time limits bound that.
                     timeout=httpx.Timeout(
-                        connect=s.llm_connect_timeout_seconds,
-                        read=s.llm_request_timeout_seconds,
-                        write=s.llm_request_timeout_seconds,
-                        pool=s.llm_connect_timeout_seconds,
+                        connect=route.connect_timeout_seconds,
+                        read=route.request_timeout_seconds,
+                        write=route.request_timeout_seconds,
+                        pool=route.connect_timeout_seconds,
                     ),
+                    # A connection per stream in flight, kept for the next jobs.
+                    limits=httpx.Limits(max_connections=streams, max_keepalive_connections=streams),
                 )
-                self._client_pid = os.getpid()
-            return self._client
+            return client
 
     def close(self) -> None:
         with self._client_lock:
-            if self._client is not None and self._client_pid == os.getpid():
-                self._client.close()
-            self._client = None
+            if self._client_pid == os.getpid():
+                for client in self._clients.values():
+                    client.close()
+            self._clients = {}
 
-    def generate(self, params: LlmParams, *, on_token: OnToken, checkpoint: Checkpoint) -> LlmResult:
+    def generate(self, params: LlmParams, route: ModelRoute | None = None, *, on_token: OnToken,
+                 checkpoint: Checkpoint, abortable: Abortable = never_aborted) -> LlmResult:
+        route = route or route_of(params, self._settings)
         check_request_limits(params, self._settings)
-        model = params.model or self._settings.llm_model
         body = {
-            "model": model,
+            "model": route.served_model,
             "messages": params.chat_messages(),
             "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
+            **params.sampling(),
             "stream": True,
             # Servers that know this option end the stream with a usage chunk; others ignore it.
             "stream_options": {"include_usage": True},
@@ -96,7 +110,7 @@ class OpenAICompatBackend(LlmBackend):
         for attempt in range(1, attempts + 1):
             checkpoint()
             try:
-                return self._stream_once(body, model, on_token, checkpoint)
+                return self._stream_once(route, body, on_token, checkpoint, abortable)
             except _NotYetStreamed as failure:
                 if attempt == attempts:
                     raise RetryableJobError(
@@ -125,12 +139,15 @@ class OpenAICompatBackend(LlmBackend):
             remaining -= step
             checkpoint()
 
-    def _stream_once(self, body: dict[str, Any], model: str, on_token: OnToken, checkpoint: Checkpoint) -> LlmResult:
-        stream = _StreamState(requested_model=model)
+    def _stream_once(self, route: ModelRoute, body: dict[str, Any], on_token: OnToken, checkpoint: Checkpoint,
+                     abortable: Abortable) -> LlmResult:
+        stream = _StreamState(requested_model=route.served_model)
+        url = route.base_url + "/chat/completions"
         try:
-            with self._http().stream("POST", self._url, json=body) as response:
+            with self._http(route).stream("POST", url, json=body) as response, \
+                    abortable(lambda: _shut_down(response)):
                 if response.status_code != 200:
-                    self._raise_for_status(response)
+                    self._raise_for_status(response, route)
                 content_type = response.headers.get("content-type", "")
                 if not content_type.startswith("text/event-stream"):
                     raise PermanentJobError(
@@ -162,14 +179,25 @@ class OpenAICompatBackend(LlmBackend):
             stream.fail("the stream ended before the answer was complete")
         return stream.result()
 
-    def _raise_for_status(self, response: httpx.Response) -> None:
+    def _raise_for_status(self, response: httpx.Response, route: ModelRoute) -> None:
         status = response.status_code
-        detail = _error_detail(response, secret=self._settings.llm_api_key)
+        detail = _error_detail(response, secret=route.api_key)
         if is_retryable_status(status):
             raise _NotYetStreamed(
                 f"HTTP {status}: {detail}", retry_after=parse_retry_after(response.headers.get("retry-after"))
             )
         raise PermanentJobError(f"the LLM server refused the request (HTTP {status}): {detail}")
+
+
+def _shut_down(response: httpx.Response) -> None:
+    """End a stream from another thread: shut its socket down, so the read blocked on it returns."""
+    network = response.extensions.get("network_stream")
+    sock = network.get_extra_info("socket") if network is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
 
 
 class _BadChunk(Exception):

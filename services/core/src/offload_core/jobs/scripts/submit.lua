@@ -7,9 +7,13 @@
 -- No event is written: a job's first state is replayed from its record (event id 0-1).
 -- `fields` is the record's field/value pairs as one JSON array: one argument, not twenty
 -- (redis-py packs every argument in Python; BENCHMARKS.md, "Fifth round").
--- Returns {status, job id}: created | existing | conflict | rate_limited | quota_exceeded | bytes_exceeded
-local idem_key, rate_key, usage_key, job_key, queue_key, pending_key, delayed_key, tenant_jobs_key = unpack(KEYS)
-local job_id, digest, idem_ttl, has_idem, rate_limit, rate_ttl, max_active, max_bytes, now, due, fields, payload, payload_bytes, message, message_tag = unpack(ARGV)
+-- An LLM job under a tokens-per-minute limit (`tpm_limit` > 0) also adds `tpm_cost` (its max_tokens
+-- plus a prompt estimate) to the tenant's tokens of this minute, refused beyond the limit; with
+-- no limit (0) that costs nothing.
+-- Returns {status, job id}: created | existing | conflict | rate_limited | tokens_limited
+--   | quota_exceeded | bytes_exceeded
+local idem_key, rate_key, usage_key, job_key, queue_key, pending_key, delayed_key, tenant_jobs_key, tpm_key = unpack(KEYS)
+local job_id, digest, idem_ttl, has_idem, rate_limit, rate_ttl, max_active, max_bytes, now, due, fields, payload, payload_bytes, message, message_tag, tpm_limit, tpm_cost = unpack(ARGV)
 
 if has_idem == '1' then
   local seen = redis.call('GET', idem_key)
@@ -26,15 +30,29 @@ if n > tonumber(rate_limit) then
   redis.call('DECR', rate_key)
   return {'rate_limited', ''}
 end
+local tpm = tonumber(tpm_limit) > 0
+if tpm then
+  local used = redis.call('INCRBY', tpm_key, tpm_cost)
+  if used == tonumber(tpm_cost) then redis.call('EXPIRE', tpm_key, rate_ttl) end
+  if used > tonumber(tpm_limit) then
+    redis.call('DECRBY', tpm_key, tpm_cost)
+    redis.call('DECR', rate_key)
+    return {'tokens_limited', ''}
+  end
+end
+local function undo_rate()
+  redis.call('DECR', rate_key)
+  if tpm then redis.call('DECRBY', tpm_key, tpm_cost) end
+end
 if redis.call('HINCRBY', usage_key, 'active', 1) > tonumber(max_active) then
   redis.call('HINCRBY', usage_key, 'active', -1)
-  redis.call('DECR', rate_key)
+  undo_rate()
   return {'quota_exceeded', ''}
 end
 if redis.call('HINCRBY', usage_key, 'bytes', payload_bytes) > tonumber(max_bytes) then
   redis.call('HINCRBY', usage_key, 'bytes', -tonumber(payload_bytes))
   redis.call('HINCRBY', usage_key, 'active', -1)
-  redis.call('DECR', rate_key)
+  undo_rate()
   return {'bytes_exceeded', ''}
 end
 local record = cjson.decode(fields)

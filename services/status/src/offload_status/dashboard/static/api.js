@@ -137,11 +137,13 @@ export class Api {
         // a network error: the connection was cut; resume below
       }
       if (ended) {
-        // The server ends the stream early only when the job finished before our cursor.
+        // The server ends a stream early when the job finished before our cursor, or when the
+        // stream reached its lifetime (OFFLOAD_SSE_MAX_STREAM_SECONDS): then resume.
         const job = await this.job(jobId, { signal });
         if (TERMINAL.has(job.state)) return lastEventId;
       }
-      fruitless = gotEvent ? 0 : fruitless + 1;
+      // A stream the server ended in good order is not a failure, even a quiet one.
+      fruitless = gotEvent || ended ? 0 : fruitless + 1;
       if (fruitless > 5) throw new Error('lost the live event stream; reload to try again');
       await sleep(retryMs, signal);
     }
