@@ -18,7 +18,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "offload"
-SHARED = REPO.parent / "shared"
+# The shared schemas (KEDA CRDs, skaffold) beside the repository; OFFLOAD_SHARED points elsewhere
+# (a git worktree's parent has none).
+SHARED = Path(os.environ.get("OFFLOAD_SHARED", REPO.parent / "shared"))
 K8S_TOOLS = Path(os.environ.get("OFFLOAD_K8S_TOOLS", Path.home() / ".cache" / "offload" / "k8s-tools"))
 RELEASE = "rel"
 NAMESPACE = "offload"
@@ -119,9 +121,11 @@ class Helm:
 
 EXTERNAL_REDIS = {
     "redis": {"enabled": False},
-    "externalRedis": {"existingSecret": "ext-redis", "urlKey": "url", "address": "redis.example.internal:6380",
-                      "enableTLS": True, "passwordKey": "password", "databaseIndex": 2},
+    "externalRedis": {"host": "redis.example.internal", "port": 6380, "database": 2, "username": "offload",
+                      "password": {"existingSecret": "ext-redis", "key": "password"},
+                      "tls": {"enabled": True, "caSecret": "ext-redis-ca", "caKey": "ca.pem"}},
 }
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
 SCALE_TO_ZERO = {"components": {w: {"autoscaling": {"minReplicaCount": 0, "maxReplicaCount": 3, "listLength": 2,
                                                     "activationListLength": 1, "cooldownPeriod": 45}}
                                 for w in ("workerOcr", "workerLlm")}}
@@ -154,7 +158,7 @@ VALUE_SETS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "keda-disabled": ({"keda": {"enabled": False}}, (KEDA_API,)),
     "external-redis": (EXTERNAL_REDIS, (KEDA_API,)),
     "scale-to-zero": (SCALE_TO_ZERO, (KEDA_API,)),
-    "everything-on": (EVERYTHING_ON, (KEDA_API,)),
+    "everything-on": (EVERYTHING_ON, (KEDA_API, SERVICE_MONITOR_API)),
     "s3-payloads": (S3_PAYLOADS, (KEDA_API,)),
 }
 EXAMPLE_VALUES = sorted((REPO / "k8s" / "values").glob("*.yaml"))

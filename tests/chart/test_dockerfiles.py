@@ -87,3 +87,17 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     rules = [r.strip() for r in (REPO / ".dockerignore").read_text().splitlines() if r.strip() and not r.startswith("#")]
     assert rules[0] == "**", "start from nothing and re-include what the images copy"
     assert {"!uv.lock", "!pyproject.toml", "!services/"} <= set(rules)
+
+
+@pytest.mark.parametrize(("arch", "x86_flags"), [("amd64", True), ("arm64", False), ("ppc64le", False)])
+def test_the_llamacpp_build_takes_x86_cpu_flags_on_amd64_only(arch: str, x86_flags: bool) -> None:
+    """`make images PLATFORM=linux/arm64` must not hand AVX2 flags to an arm64 compiler: the
+    Dockerfile's own shell picks the flags from TARGETARCH; run it for each architecture."""
+    stage = stages(dockerfile("worker-llm"))["builder-llamacpp"]
+    script = re.search(r"^RUN --mount=\S+ \\\n(.*?)^\s*/opt/uv/bin/uv sync", stage, flags=re.M | re.S).group(1)
+    script = script.replace("\\\n", " ").rstrip().removesuffix("&&").replace('CMAKE_ARGS="', 'echo "')
+    result = subprocess.run(["sh", "-c", f"TARGETARCH={arch}\n{script}"], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    flags = result.stdout.split()
+    assert "-DGGML_NATIVE=OFF" in flags, "never -march=native: the image would crash on another CPU"
+    assert ("-DGGML_AVX2=ON" in flags) is x86_flags, flags

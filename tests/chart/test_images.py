@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.chart.chartkit import RELEASE, REPO, SERVICES, Helm
 from tests.chart.local_pod import LocalContainer, PodResolver
@@ -32,7 +34,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BASE_IMAGE = os.environ.get("OFFLOAD_PYTHON_BASE", "localhost/offload-pybase:bookworm")
 CONTAINERS_CONF = REPO / "k8s" / "podman" / "containers.conf"
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 TAG = "chart-test"
 LLM_KEY = "llm-server-key-for-the-image-test"
 
@@ -45,6 +46,13 @@ def podman(*args: str, timeout: float = 900, check: bool = True) -> subprocess.C
     return result
 
 
+def _make_images_args() -> list[str]:
+    """The build arguments `make images` passes (base image, OCI labels, the host's CA bundle)."""
+    out = subprocess.run(["make", "-s", "--no-print-directory", "image-build-args", f"PYTHON_BASE={BASE_IMAGE}",
+                          "CONTAINER_ENGINE=podman"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return shlex.split(out)
+
+
 @pytest.fixture(scope="module")
 def images() -> dict[str, str]:
     if not shutil.which("podman"):
@@ -54,11 +62,8 @@ def images() -> dict[str, str]:
     built = {}
     for service in SERVICES:
         image = f"localhost/offload-{service}:{TAG}"
-        args = ["build", "-f", "services/Dockerfile", "--build-arg", f"SERVICE={service}", "-t", image,
-                "--build-arg", f"PYTHON_BASE={BASE_IMAGE}"]
-        if CA_BUNDLE.exists():  # builds reach PyPI through this machine's trust store
-            args += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
-        podman(*args, str(REPO))
+        podman("build", "-f", "services/Dockerfile", "--build-arg", f"SERVICE={service}", "-t", image,
+               *_make_images_args(), str(REPO))
         built[service] = image
     return built
 
@@ -184,10 +189,14 @@ def test_a_job_runs_through_the_containers(platform: tuple, images: dict[str, st
 
 
 def test_images_run_as_the_fixed_non_root_user_with_the_oci_labels(images: dict[str, str]) -> None:
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    version = yaml.safe_load((REPO / "charts/offload/Chart.yaml").read_text())["appVersion"]
     for service, image in images.items():
-        config = podman("image", "inspect", "-f", "{{.Config.User}} {{index .Config.Labels \"org.opencontainers.image.title\"}}",
-                        image).stdout.split()
-        assert config == ["10001:10001", f"offload-{service}"]
+        labels = "{{index .Config.Labels \"org.opencontainers.image.%s\"}}"
+        config = podman("image", "inspect", "-f", f"{{{{.Config.User}}}} {labels % 'title'} {labels % 'version'} "
+                        f"{labels % 'revision'}", image).stdout.split()
+        # `make images` labels what it builds with the release and the commit.
+        assert config == ["10001:10001", f"offload-{service}", version, revision or "unknown"]
         # No compilers in the runtime images.
         probe = podman("run", "--rm", "--entrypoint", "python", image, "-c",
                        "import shutil; print([t for t in ('gcc', 'cc', 'g++', 'cmake', 'uv') if shutil.which(t)])")
@@ -201,11 +210,8 @@ def test_the_llamacpp_target_runs_the_bundled_model_in_a_locked_down_container(i
     """The second worker-llm target: llama.cpp compiled in the builder (minutes, then cached),
     run with only libgomp added, as the chart runs it (non-root, read-only root, no capabilities)."""
     image = f"localhost/offload-worker-llm:{TAG}-llamacpp"
-    args = ["build", "-f", "services/Dockerfile", "--build-arg", "SERVICE=worker-llm", "--target", "runtime-llamacpp", "-t", image,
-            "--build-arg", f"PYTHON_BASE={BASE_IMAGE}"]
-    if CA_BUNDLE.exists():
-        args += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
-    podman(*args, str(REPO), timeout=3600)
+    podman("build", "-f", "services/Dockerfile", "--build-arg", "SERVICE=worker-llm", "--target", "runtime-llamacpp",
+           "-t", image, *_make_images_args(), str(REPO), timeout=3600)
     script = ("import os, json; from llama_cpp import Llama; "
               "from offload_worker_llm.backends.llamacpp import bundled_model_path; "
               "m = Llama(model_path=str(bundled_model_path()), n_threads=1, n_ctx=256, verbose=False); "

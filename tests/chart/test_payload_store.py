@@ -15,6 +15,7 @@ import pytest
 from offload_core.payloads.s3 import S3PayloadStore
 from offload_core.settings import Settings
 from tests.chart.chartkit import S3_PAYLOADS, Helm, Rendered
+from tests.chart.netpol import egress_allowed
 from tests.chart.local_pod import PodResolver
 from tests.support.s3server import S3Server, unavailable_reason
 
@@ -72,8 +73,11 @@ def test_the_ca_can_come_from_a_secret_and_the_port_from_the_scheme(helm: Helm) 
     assert volumes["s3-credentials"]["secret"]["items"] == [{"key": "id", "path": "access-key-id"},
                                                            {"key": "key", "path": "secret-access-key"}]
     assert _offload_env(rendered, "worker-ocr")["OFFLOAD_S3_ADDRESSING"] == "virtual"
-    egress = rendered.get("NetworkPolicy", "rel-offload-gateway")["spec"]["egress"]
-    assert {"ports": [{"port": 443, "protocol": "TCP"}]} in egress  # no s3To: any destination, on 443
+    # No s3To: any destination on 443, but never the metadata address (netpol.py adds up every policy).
+    policies = rendered.of_kind("NetworkPolicy")
+    labels = rendered.deployment("gateway")["spec"]["template"]["metadata"]["labels"]
+    assert egress_allowed(policies, labels, "52.95.150.10", 443)
+    assert not egress_allowed(policies, labels, "169.254.169.254", 443)
 
 
 def test_incomplete_s3_values_are_refused_with_every_problem_at_once(helm: Helm) -> None:

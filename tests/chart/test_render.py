@@ -8,17 +8,20 @@ from typing import Any
 
 import pytest
 
+from offload_core.queue.scaling import scaled_queues
 from tests.chart.chartkit import (
     KEDA_API,
     NAMESPACE,
     RELEASE,
     REPO,
+    SERVICE_MONITOR_API,
     SERVICES,
     Helm,
     Rendered,
 )
 
 WORKERS = {"worker-ocr": "ocr", "worker-llm": "llm"}
+PRIORITIES = ("high", "normal", "low")
 
 
 def test_every_service_gets_a_deployment_service_pdb_and_serviceaccount(renders: dict[str, Rendered]) -> None:
@@ -31,21 +34,33 @@ def test_every_service_gets_a_deployment_service_pdb_and_serviceaccount(renders:
             assert len(rendered.of_kind("PodDisruptionBudget")) == 4, name
 
 
-def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_three_priority_lists(
+def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_priority_lists(
         renders: dict[str, Rendered]) -> None:
     rendered = renders["keda"]
     for service, job_type in WORKERS.items():
         so = rendered.get("ScaledObject", f"{RELEASE}-offload-{service}")
         spec = so["spec"]
         assert spec["scaleTargetRef"]["name"] == f"{RELEASE}-offload-{service}"
-        triggers = spec["triggers"]
-        assert [t["metadata"]["listName"] for t in triggers] == [f"{job_type}.high", f"{job_type}.normal", f"{job_type}.low"]
-        assert all(t["type"] == "redis" for t in triggers)
-        names = [t["name"] for t in triggers]
+        triggers = [t for t in spec["triggers"] if t["type"] == "redis"]
+        # The lists of every type the worker runs (probes wake only the OCR worker), as the core says.
+        lists = scaled_queues(job_type)
+        assert lists == ([f"ocr.{p}" for p in PRIORITIES] + [f"probe.{p}" for p in PRIORITIES] if job_type == "ocr"
+                         else [f"llm.{p}" for p in PRIORITIES] + [f"embed.{p}" for p in PRIORITIES])
+        assert [t["metadata"]["listName"] for t in triggers] == lists
+        names = [t["name"] for t in spec["triggers"]]
         formula = spec["advanced"]["scalingModifiers"]["formula"]
-        assert sorted(re.findall(r"[a-z_]+", formula)) == sorted(names), "the formula must add up every trigger"
-        assert "+" in formula and "*" not in formula
+        assert sorted(re.findall(r"[a-z_]+", formula)) == sorted(names), "the formula must use every trigger"
+        # Queued jobs, plus running ones with a pod's capacity of them worth one replica: OCR
+        # 5 / concurrency 1; LLM (openai backend, streams on threads) 8 / maxInFlight 64.
+        weight = "5" if job_type == "ocr" else "0.125"
+        queued = " + ".join(q.replace(".", "_") for q in lists)
+        assert formula == f"{queued} + ({job_type}_running ?? 0) * {weight}"
         assert spec["advanced"]["scalingModifiers"]["target"] == ("5" if job_type == "ocr" else "8")
+        (running,) = [t for t in spec["triggers"] if t["type"] == "metrics-api"]
+        assert running["metadata"]["url"] == f"http://{RELEASE}-offload-status.{NAMESPACE}.svc:9090/scaling/{job_type}"
+        assert running["metadata"]["valueLocation"] == "running" and "authenticationRef" not in running
+        # Status unreachable: the running term turns nil, `?? 0` leaves the queues to decide.
+        assert spec["fallback"] == {"failureThreshold": 3, "replicas": 0, "behavior": "scalingModifiers"}
         # KEDA owns the replica count: the Deployment must not fight it on every upgrade.
         assert "replicas" not in rendered.deployment(service)["spec"]
         auth = triggers[0]["authenticationRef"]["name"]
@@ -53,6 +68,24 @@ def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_three_pri
         assert ta["spec"]["secretTargetRef"] == [
             {"parameter": "password", "name": f"{RELEASE}-offload-redis", "key": "redis-password"}]
         assert triggers[0]["metadata"]["address"] == f"{RELEASE}-offload-redis.{NAMESPACE}.svc:6379"
+
+
+def test_the_llamacpp_worker_counts_its_concurrency_as_a_pod_of_running_jobs(helm: Helm) -> None:
+    rendered = helm.template({"components": {"workerLlm": {"llm": {"backend": "llamacpp"}, "concurrency": 4}}},
+                             api_versions=(KEDA_API,))
+    spec = rendered.get("ScaledObject", f"{RELEASE}-offload-worker-llm")["spec"]
+    assert spec["advanced"]["scalingModifiers"]["formula"].endswith("(llm_running ?? 0) * 2")  # 8 / 4
+    assert rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]["OFFLOAD_LLM_SCALE_CONCURRENCY"] == "4"
+    env = rendered.env("worker-llm")
+    assert env["OFFLOAD_WORKER_POOL"]["value"] == "prefork" and env["OFFLOAD_WORKER_CONCURRENCY"]["value"] == "4"
+
+
+def test_the_openai_worker_keeps_its_streams_on_threads(helm: Helm) -> None:
+    """An empty backend is the default image's openai: no pool is set, so the worker runs
+    config.llm.maxInFlight streams on threads, and KEDA counts that many as one pod."""
+    rendered = helm.template({}, api_versions=(KEDA_API,))
+    assert "OFFLOAD_WORKER_POOL" not in rendered.env("worker-llm")
+    assert rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]["OFFLOAD_LLM_SCALE_CONCURRENCY"] == "64"
 
 
 @pytest.mark.parametrize("value_set", ["defaults", "keda-disabled"])
@@ -69,7 +102,7 @@ def test_scale_to_zero_values_reach_the_scaledobject(renders: dict[str, Rendered
         assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (0, 3, 45)
         assert spec["advanced"]["scalingModifiers"]["target"] == "2"
         assert spec["advanced"]["scalingModifiers"]["activationTarget"] == "1"
-        assert {t["metadata"]["listLength"] for t in spec["triggers"]} == {"2"}
+        assert {t["metadata"]["listLength"] for t in spec["triggers"] if t["type"] == "redis"} == {"2"}
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
         assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
@@ -77,13 +110,15 @@ def test_scale_to_zero_values_reach_the_scaledobject(renders: dict[str, Rendered
 
 def test_worker_grace_period_lets_the_longest_job_finish(helm: Helm) -> None:
     values = {"config": {"ocr": {"softTimeLimitSeconds": 1000, "hardTimeLimitSeconds": 1200},
-                         "visibilityTimeoutSeconds": 3000, "workerShutdownTimeoutSeconds": 45}}
+                         "visibilityTimeoutSeconds": 3000, "workerShutdownTimeoutSeconds": 45},
+              "drain": {"maxGracePeriodSeconds": 1800}}
     rendered = helm.template(values)
     ocr = rendered.deployment("worker-ocr")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     llm = rendered.deployment("worker-llm")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert ocr == 1200 + 45 + 30
-    assert llm == 660 + 45 + 30
-    explicit = helm.template({"components": {"workerLlm": {"terminationGracePeriodSeconds": 700}}})
+    assert llm == 540 + 45 + 30
+    explicit = helm.template({"components": {"workerLlm": {"terminationGracePeriodSeconds": 700}},
+                              "drain": {"maxGracePeriodSeconds": 900}})
     assert explicit.deployment("worker-llm")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 700
 
 
@@ -105,29 +140,44 @@ def test_bundled_redis_is_a_statefulset_with_aof_on_a_volume_and_a_password(rend
         assert url == f"redis://:$(REDIS_PASSWORD)@{RELEASE}-offload-redis:6379/0"
 
 
-def test_external_redis_comes_from_the_users_secret_and_keda_reads_it_there(renders: dict[str, Rendered]) -> None:
+def test_external_redis_is_one_set_of_values_for_the_services_and_for_keda(renders: dict[str, Rendered]) -> None:
     rendered = renders["external-redis"]
     assert rendered.of_kind("StatefulSet") == []
     assert not rendered.has("Secret", f"{RELEASE}-offload-redis")
     for service in SERVICES:
-        ref = rendered.env(service)["OFFLOAD_REDIS_URL"]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": "ext-redis", "key": "url"}
-        assert "REDIS_PASSWORD" not in rendered.env(service)
-    so = rendered.get("ScaledObject", f"{RELEASE}-offload-worker-ocr")
-    meta = so["spec"]["triggers"][0]["metadata"]
-    assert (meta["address"], meta["enableTLS"], meta["databaseIndex"]) == ("redis.example.internal:6380", "true", "2")
-    ta = rendered.get("TriggerAuthentication", so["spec"]["triggers"][0]["authenticationRef"]["name"])
-    assert ta["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "ext-redis", "key": "password"}]
+        env = rendered.env(service)
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "ext-redis", "key": "password"}
+        assert env["OFFLOAD_REDIS_URL"]["value"] == "rediss://offload:$(REDIS_PASSWORD)@redis.example.internal:6380/2"
+        assert env["OFFLOAD_REDIS_CA_FILE"]["value"] == "/etc/offload/redis-ca/ca.pem"
+        pod = rendered.deployment(service)["spec"]["template"]["spec"]
+        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "redis-ca"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "redis-ca"]
+        assert mount["mountPath"] == "/etc/offload/redis-ca" and mount["readOnly"] is True
+        assert volume["secret"]["secretName"] == "ext-redis-ca"
+        assert volume["secret"]["items"] == [{"key": "ca.pem", "path": "ca.pem"}]
+    for service in WORKERS:
+        so = rendered.get("ScaledObject", f"{RELEASE}-offload-{service}")
+        for trigger in [t for t in so["spec"]["triggers"] if t["type"] == "redis"]:
+            meta = trigger["metadata"]
+            assert (meta["address"], meta["enableTLS"], meta["databaseIndex"], meta["username"]) == (
+                "redis.example.internal:6380", "true", "2", "offload")
+        ta = rendered.get("TriggerAuthentication", so["spec"]["triggers"][0]["authenticationRef"]["name"])
+        assert ta["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "ext-redis", "key": "password"},
+                                                 {"parameter": "ca", "name": "ext-redis-ca", "key": "ca.pem"}]
     policy = rendered.get("NetworkPolicy", f"{RELEASE}-offload-gateway")
     redis_rule = [r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == 6380]
     assert redis_rule, "egress must open the external Redis's port"
 
 
-def test_external_redis_without_a_password_needs_no_trigger_authentication(helm: Helm) -> None:
-    values = {"redis": {"enabled": False}, "externalRedis": {"existingSecret": "r", "address": "r.example:6379"}}
+def test_external_redis_without_a_password_or_ca_needs_no_trigger_authentication(helm: Helm) -> None:
+    values = {"redis": {"enabled": False}, "externalRedis": {"host": "r.example"}}
     rendered = helm.template(values, api_versions=(KEDA_API,))
     assert rendered.of_kind("TriggerAuthentication") == []
     assert all("authenticationRef" not in t for so in rendered.of_kind("ScaledObject") for t in so["spec"]["triggers"])
+    for service in SERVICES:
+        env = rendered.env(service)
+        assert env["OFFLOAD_REDIS_URL"]["value"] == "redis://r.example:6379/0"
+        assert "REDIS_PASSWORD" not in env and "OFFLOAD_REDIS_CA_FILE" not in env
 
 
 def test_pods_are_locked_down(renders: dict[str, Rendered]) -> None:
@@ -168,7 +218,7 @@ def test_only_the_status_service_gets_a_token_and_it_may_only_read(renders: dict
     role = rendered.get("Role", f"{RELEASE}-offload-status")
     assert role["metadata"]["namespace"] == NAMESPACE
     verbs = {v for rule in role["rules"] for v in rule["verbs"]}
-    assert verbs == {"get", "list", "watch"}
+    assert verbs == {"list"}, "the cluster view lists; it never gets one object or watches"
     resources = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
     assert resources == {("apps", "deployments"), ("keda.sh", "scaledobjects")}
     binding = rendered.get("RoleBinding", f"{RELEASE}-offload-status")
@@ -204,26 +254,33 @@ def test_network_policies_deny_by_default_and_open_what_each_component_needs(ren
     assert deny["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "offload",
                                                           "app.kubernetes.io/instance": RELEASE}
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny["spec"]
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    keda = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
     for service, port in {"gateway": 8000, "status": 8001}.items():
         policy = rendered.get("NetworkPolicy", f"{RELEASE}-offload-{service}")
-        assert [_rule_ports(r) for r in policy["spec"]["ingress"]] == [{port}]
+        api, metrics = policy["spec"]["ingress"]
+        assert _rule_ports(api) == {port} and "from" not in api  # apiFrom empty: any client
+        assert _rule_ports(metrics) == {9090}
+        # Prometheus scrapes both; KEDA reads the status service's /scaling/<type> there too.
+        assert metrics["from"] == ([monitoring, keda] if service == "status" else [monitoring])
     for service in WORKERS:
         policy = rendered.get("NetworkPolicy", f"{RELEASE}-offload-{service}")
         (ingress,) = policy["spec"]["ingress"]
         assert _rule_ports(ingress) == {9100}
         assert ingress["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
-        webhook = [r for r in policy["spec"]["egress"] if any("ipBlock" in t for t in r.get("to", []))]
-        (block,) = [t["ipBlock"] for t in webhook[0]["to"]]
-        assert block["cidr"] == "0.0.0.0/0"
-        assert ipaddress.ip_network("10.0.0.0/8") in [ipaddress.ip_network(c) for c in block["except"]]
+        assert not [r for r in policy["spec"]["egress"] if _rule_ports(r) == {80, 443}], "workers send no webhooks"
     llm = rendered.get("NetworkPolicy", f"{RELEASE}-offload-worker-llm")
     ocr = rendered.get("NetworkPolicy", f"{RELEASE}-offload-worker-ocr")
-    assert any(_rule_ports(r) == {80, 443, 8080} for r in llm["spec"]["egress"])
+    assert any(_rule_ports(r) == {8080} for r in llm["spec"]["egress"]), "the port of llm.baseUrl"
     assert not any(8080 in _rule_ports(r) for r in ocr["spec"]["egress"])
     status = rendered.get("NetworkPolicy", f"{RELEASE}-offload-status")
     assert any(_rule_ports(r) == {443, 6443} for r in status["spec"]["egress"])
+    # The gateway sends the webhooks (its outbox): to public addresses only.
     gateway = rendered.get("NetworkPolicy", f"{RELEASE}-offload-gateway")
-    assert not any(443 in _rule_ports(r) for r in gateway["spec"]["egress"])
+    (webhook,) = [r for r in gateway["spec"]["egress"] if _rule_ports(r) == {80, 443}]
+    (block,) = [t["ipBlock"] for t in webhook["to"]]
+    assert block["cidr"] == "0.0.0.0/0"
+    assert ipaddress.ip_network("10.0.0.0/8") in [ipaddress.ip_network(c) for c in block["except"]]
     redis = rendered.get("NetworkPolicy", f"{RELEASE}-offload-redis")
     assert "egress" not in redis["spec"]
     keda_peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
@@ -247,7 +304,10 @@ def test_optional_components_render_when_enabled(renders: dict[str, Rendered]) -
     for monitor in monitors:
         service = rendered.get("Service", monitor["metadata"]["name"])
         assert monitor["spec"]["selector"]["matchLabels"].items() <= service["spec"]["selector"].items()
-        assert monitor["spec"]["endpoints"][0]["port"] in [p["name"] for p in service["spec"]["ports"]]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        # The API services serve /metrics on their own port; the workers on their only one.
+        expected = "http" if "worker" in monitor["metadata"]["name"] else "metrics"
+        assert endpoint["port"] == expected and expected in [p["name"] for p in service["spec"]["ports"]]
     config = rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]
     assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4317"
     assert config["OTEL_TRACES_SAMPLER_ARG"] == "0.5"
@@ -309,8 +369,9 @@ def test_each_component_mounts_only_the_secrets_it_uses(helm: Helm) -> None:
     rendered = helm.template({})
     mounted = {c: {v["name"] for v in rendered.deployment(c)["spec"]["template"]["spec"]["volumes"]} - {"tmp"}
                for c in ("gateway", "status", "worker-ocr", "worker-llm")}
+    # The gateway sends and signs the webhooks (its outbox); the workers send none.
     assert mounted == {"gateway": {"api-keys", "webhook-secrets"}, "status": {"api-keys"},
-                       "worker-ocr": {"webhook-secrets"}, "worker-llm": {"webhook-secrets"}}
+                       "worker-ocr": set(), "worker-llm": set()}
 
 
 def test_generated_api_key_is_a_strong_tenant_key_pair(renders: dict[str, Rendered]) -> None:
@@ -351,15 +412,31 @@ def _settings_env_names() -> set[str]:
     return names
 
 
+# Variables the chart sets ahead of the services reading them, each with the change that makes
+# them read. When the code reads one, the test below fails until it is taken off this list.
+AHEAD_OF_THE_CODE: dict[str, str] = {}
+
+
 def test_every_offload_variable_the_chart_sets_is_one_the_code_reads(renders: dict[str, Rendered]) -> None:
     known = _settings_env_names()
+    now_read = sorted(set(AHEAD_OF_THE_CODE) & known)
+    assert not now_read, f"the code reads {now_read} now: take them off AHEAD_OF_THE_CODE"
     for name, rendered in renders.items():
         config = rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]
         set_by_chart = {k for k in config if k.startswith("OFFLOAD_")}
         for service in SERVICES:
             set_by_chart |= {k for k in rendered.env(service) if k.startswith("OFFLOAD_")}
-        unknown = sorted(set_by_chart - known)
+        unknown = sorted(set_by_chart - known - set(AHEAD_OF_THE_CODE))
         assert not unknown, f"{name}: the chart sets variables no code reads: {unknown}"
+
+
+def _pod_capacity(rendered: Rendered, service: str) -> int:
+    """Jobs one pod runs at once, from what the pod is told: the openai LLM worker (no pool set)
+    keeps OFFLOAD_LLM_MAX_IN_FLIGHT streams on threads; otherwise OFFLOAD_WORKER_CONCURRENCY."""
+    env = rendered.env(service)
+    if service == "worker-llm" and "OFFLOAD_WORKER_POOL" not in env:
+        return int(rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]["OFFLOAD_LLM_MAX_IN_FLIGHT"])
+    return int(env["OFFLOAD_WORKER_CONCURRENCY"]["value"])
 
 
 def test_the_status_service_is_told_the_scaling_keda_uses(renders: dict[str, Rendered]) -> None:
@@ -370,12 +447,16 @@ def test_the_status_service_is_told_the_scaling_keda_uses(renders: dict[str, Ren
             spec = rendered.get("ScaledObject", f"{RELEASE}-offload-{service}")["spec"]
             prefix = f"OFFLOAD_{job_type.upper()}_SCALE_"
             told = {k.removeprefix(prefix): int(v) for k, v in config.items() if k.startswith(prefix)}
+            weight = spec["advanced"]["scalingModifiers"]["formula"].rpartition("* ")[2]
             assert told == {
                 "LIST_LENGTH": int(spec["advanced"]["scalingModifiers"]["target"]),
                 "ACTIVATION_LIST_LENGTH": int(spec["advanced"]["scalingModifiers"]["activationTarget"]),
                 "MIN_REPLICAS": spec["minReplicaCount"],
                 "MAX_REPLICAS": spec["maxReplicaCount"],
+                "CONCURRENCY": _pod_capacity(rendered, service),
             }, f"{name}/{service}"
+            # The status service's formula weighs running jobs as KEDA's does.
+            assert float(weight) == told["LIST_LENGTH"] / told["CONCURRENCY"], f"{name}/{service}"
 
 
 @pytest.mark.parametrize(("values", "remote_control", "events"), [
@@ -391,3 +472,104 @@ def test_celery_remote_control_and_task_events_reach_every_service(helm: Helm, v
     settings = Settings(env="dev", celery_remote_control=config["OFFLOAD_CELERY_REMOTE_CONTROL"],
                         celery_events=config["OFFLOAD_CELERY_EVENTS"])
     assert (settings.celery_remote_control, settings.celery_events) == (remote_control, events)
+
+
+def test_two_renders_with_existing_secrets_are_identical(helm: Helm) -> None:
+    """What GitOps tools rely on: with every Secret brought, a render is a pure function of the
+    values (no random passwords that would differ from what Redis started with)."""
+    values = {"auth": {"existingSecret": "keys", "webhookSecrets": {"existingSecret": "hooks"}},
+              "redis": {"auth": {"existingSecret": "redis-pw"}}}
+    first = helm.template(values, api_versions=(KEDA_API,))
+    second = helm.template(values, api_versions=(KEDA_API,))
+    assert first.text == second.text
+    assert first.of_kind("Secret") == []
+
+
+def test_each_image_is_pinned_by_its_own_digest(helm: Helm) -> None:
+    digests = {key: f"sha256:{str(i) * 64}" for i, key in enumerate(("gateway", "status", "workerOcr", "workerLlm"), 1)}
+    rendered = helm.template({"default": {"image": {"registry": "reg.example.com/offload", "tag": "1.2.3"}},
+                              "components": {key: {"image": {"digest": d}} for key, d in digests.items()}})
+    for service, key in zip(SERVICES, digests):
+        assert rendered.container(service)["image"] == f"reg.example.com/offload/offload-{service}@{digests[key]}"
+    one = helm.template({"components": {"status": {"image": {"digest": digests["status"]}}}})
+    assert one.container("status")["image"].endswith(f"@{digests['status']}")
+    assert one.container("gateway")["image"] == "offload-gateway:0.1.0", "a digest pins its own image only"
+
+
+def test_the_api_services_serve_metrics_on_their_own_port(renders: dict[str, Rendered]) -> None:
+    rendered = renders["keda"]
+    for service, api_port in (("gateway", 8000), ("status", 8001)):
+        ports = {p["name"]: p["containerPort"] for p in rendered.container(service)["ports"]}
+        assert ports == {"http": api_port, "metrics": 9090}
+        assert rendered.env(service)["OFFLOAD_METRICS_PORT"]["value"] == "9090"
+        svc_ports = {p["name"]: (p["port"], p["targetPort"]) for p in rendered.get("Service", f"{RELEASE}-offload-{service}")["spec"]["ports"]}
+        assert svc_ports == {"http": (api_port, "http"), "metrics": (9090, "metrics")}
+    for service in WORKERS:
+        assert [p["name"] for p in rendered.container(service)["ports"]] == ["http"]
+        assert "OFFLOAD_METRICS_PORT" not in rendered.env(service)
+
+
+def test_service_monitors_need_the_prometheus_operators_api(helm: Helm) -> None:
+    values = {"metrics": {"serviceMonitor": {"enabled": True}}}
+    assert helm.template(values, api_versions=(KEDA_API,)).of_kind("ServiceMonitor") == []
+    assert len(helm.template(values, api_versions=(SERVICE_MONITOR_API,)).of_kind("ServiceMonitor")) == 4
+
+
+def test_service_accounts_can_be_brought_instead_of_made(helm: Helm) -> None:
+    rendered = helm.template({"default": {"serviceAccount": {"create": False}},
+                              "components": {"status": {"serviceAccount": {"name": "offload-reader"}}}})
+    assert rendered.of_kind("ServiceAccount") == []
+    assert rendered.deployment("status")["spec"]["template"]["spec"]["serviceAccountName"] == "offload-reader"
+    assert rendered.deployment("gateway")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+    binding = rendered.get("RoleBinding", f"{RELEASE}-offload-status")
+    assert binding["subjects"][0]["name"] == "offload-reader"
+    named = helm.template({"components": {"workerOcr": {"serviceAccount": {"name": "ocr-identity"}}}})
+    assert named.has("ServiceAccount", "ocr-identity")
+    assert named.deployment("worker-ocr")["spec"]["template"]["spec"]["serviceAccountName"] == "ocr-identity"
+
+
+def test_extra_volumes_and_mounts_reach_every_pod_and_a_components_own_add_to_them(helm: Helm) -> None:
+    bundle = {"name": "corp-ca", "configMap": {"name": "corp-ca-bundle"}}
+    mount = {"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True}
+    model = {"name": "model", "persistentVolumeClaim": {"claimName": "gguf"}}
+    rendered = helm.template({"default": {"extraVolumes": [bundle], "extraVolumeMounts": [mount]},
+                              "components": {"workerLlm": {"extraVolumes": [model],
+                                                           "extraVolumeMounts": [{"name": "model", "mountPath": "/models"}]}}})
+    for service in SERVICES:
+        pod = rendered.deployment(service)["spec"]["template"]["spec"]
+        assert bundle in pod["volumes"] and mount in pod["containers"][0]["volumeMounts"], service
+        assert (model in pod["volumes"]) is (service == "worker-llm")
+
+
+def test_the_llm_backend_is_left_to_the_image_unless_set(helm: Helm) -> None:
+    assert "OFFLOAD_LLM_BACKEND" not in helm.template({}).env("worker-llm"), \
+        "the -llamacpp image says llamacpp itself; the chart must not override it"
+    chosen = helm.template({"components": {"workerLlm": {"llm": {"backend": "llamacpp"}}}})
+    assert chosen.env("worker-llm")["OFFLOAD_LLM_BACKEND"]["value"] == "llamacpp"
+
+
+def test_keda_only_gets_polling_and_cooldown_where_it_scales_to_zero(renders: dict[str, Rendered]) -> None:
+    """Above zero the HPA does the polling: KEDA's webhook warns about both settings there."""
+    spec = renders["example:production.yaml"].get("ScaledObject", f"{RELEASE}-offload-worker-ocr")["spec"]
+    assert spec["minReplicaCount"] == 1 and "pollingInterval" not in spec and "cooldownPeriod" not in spec
+    spec = renders["keda"].get("ScaledObject", f"{RELEASE}-offload-worker-ocr")["spec"]
+    assert (spec["minReplicaCount"], spec["pollingInterval"], spec["cooldownPeriod"]) == (0, 15, 300)
+
+
+def test_without_counting_running_jobs_keda_scales_on_the_queues_alone(helm: Helm) -> None:
+    for values in ({"keda": {"runningJobs": {"enabled": False}}}, {"components": {"status": {"enabled": False}},
+                                                                   "tests": {"enabled": False}}):
+        rendered = helm.template(values, api_versions=(KEDA_API,))
+        spec = rendered.get("ScaledObject", f"{RELEASE}-offload-worker-ocr")["spec"]
+        assert spec["advanced"]["scalingModifiers"]["formula"] == " + ".join(
+            q.replace(".", "_") for q in scaled_queues("ocr"))
+        assert "fallback" not in spec and {t["type"] for t in spec["triggers"]} == {"redis"}
+        config = rendered.get("ConfigMap", f"{RELEASE}-offload-config")["data"]
+        assert config["OFFLOAD_OCR_SCALE_CONCURRENCY"] == "0", "the status view must not count them either"
+
+
+def test_keda_reads_the_status_service_where_it_is_told(helm: Helm) -> None:
+    rendered = helm.template({"keda": {"runningJobs": {"statusUrl": "http://10.9.8.7:19090"}}}, api_versions=(KEDA_API,))
+    spec = rendered.get("ScaledObject", f"{RELEASE}-offload-worker-llm")["spec"]
+    (running,) = [t for t in spec["triggers"] if t["type"] == "metrics-api"]
+    assert running["metadata"]["url"] == "http://10.9.8.7:19090/scaling/llm"

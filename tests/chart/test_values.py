@@ -31,8 +31,12 @@ def test_helm_lint_strict_passes_for_the_defaults_and_every_example(helm: Helm) 
         ({"components": {"workerLlm": {"replicas": "two"}}}, "at '/components/workerLlm/replicas': got string, want integer"),
         ({"components": {"workerLlm": {"llm": {"backend": "vllm"}}}}, "at '/components/workerLlm/llm/backend'"),
         ({"config": {"ocr": {"dpi": 1200}}}, "at '/config/ocr/dpi': maximum: got 1,200, want 600"),
-        ({"externalRedis": {"address": "redis://host:6379"}}, "at '/externalRedis/address'"),
-        ({"default": {"image": {"digest": "latest"}}}, "at '/default/image/digest'"),
+        ({"externalRedis": {"host": "redis://host:6379"}}, "at '/externalRedis/host'"),
+        # A digest names one image: there is no default one to share between four images.
+        ({"default": {"image": {"digest": "sha256:" + "a" * 64}}},
+         "at '/default/image': additional properties 'digest' not allowed"),
+        ({"components": {"status": {"image": {"digest": "latest"}}}}, "at '/components/status/image/digest'"),
+        ({"redis": {"maxmemory": "1 GiB"}}, "at '/redis/maxmemory'"),
         ({"tests": {"jobType": "pdf"}}, "at '/tests/jobType'"),
     ],
 )
@@ -53,11 +57,10 @@ def test_inconsistent_values_are_refused_all_at_once_with_what_to_fix(helm: Helm
     })
     expected = [
         "config.visibilityTimeoutSeconds (100) must exceed config.ocr.hardTimeLimitSeconds (360), or long jobs run twice",
-        "config.llm.softTimeLimitSeconds (700) must be below config.llm.hardTimeLimitSeconds (660)",
+        "config.llm.softTimeLimitSeconds (700) must be below config.llm.hardTimeLimitSeconds (540)",
         "components.workerOcr.terminationGracePeriodSeconds (60) must be at least config.ocr.hardTimeLimitSeconds (360)",
         "components.workerOcr.autoscaling.minReplicaCount (5) must not exceed maxReplicaCount (2)",
-        "redis.enabled=false needs externalRedis.existingSecret",
-        "keda.enabled with an external Redis needs externalRedis.address",
+        "redis.enabled=false needs externalRedis.host",
         "ingress.enabled needs ingress.gatewayHost",
         "tests.enabled with tests.jobType=ocr needs components.gateway.enabled",
     ]
@@ -94,6 +97,27 @@ def test_llamacpp_threads_above_the_cpu_limit_get_a_warning(helm: Helm, values: 
 def test_llamacpp_threads_within_the_cpu_limit_get_none(helm: Helm, values: dict[str, Any]) -> None:
     notes = _install_notes(helm, {"components": {"workerLlm": values}})
     assert "NOTES" not in notes and "4. Workers:" in notes and "llama.cpp in process" not in notes
+
+
+def test_install_notes_warn_when_secrets_were_generated_and_name_the_gitops_way(helm: Helm) -> None:
+    notes = _install_notes(helm, {})
+    assert ("NOTE: the chart generated these Secrets: demo-offload-api-keys (API keys), demo-offload-webhook-secrets "
+            "(webhook signing), demo-offload-redis (Redis password)") in notes, notes
+    assert "auth.existingSecret, auth.webhookSecrets.existingSecret and redis.auth.existingSecret" in notes
+    brought = _install_notes(helm, {"auth": {"existingSecret": "k", "webhookSecrets": {"existingSecret": "w"}},
+                                    "redis": {"auth": {"existingSecret": "r"}}})
+    assert "generated these Secrets" not in brought
+
+
+def test_install_notes_say_when_service_monitors_were_asked_for_but_cannot_be_made(helm: Helm) -> None:
+    notes = _install_notes(helm, {"metrics": {"serviceMonitor": {"enabled": True}}})
+    assert "WARNING: metrics.serviceMonitor.enabled=true but this cluster does not serve monitoring.coreos.com/v1" in notes
+
+
+def test_install_notes_say_a_volume_claim_needs_a_storage_class(helm: Helm) -> None:
+    notes = _install_notes(helm, {})
+    assert "Without a default StorageClass the claim stays Pending and Redis never starts" in notes
+    assert "StorageClass" not in _install_notes(helm, {"redis": {"persistence": {"enabled": False}}})
 
 
 def _leaf_paths(node: Any, prefix: str = "") -> list[str]:

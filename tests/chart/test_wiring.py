@@ -132,8 +132,9 @@ def wired(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire
     llm_port = free_port()
     values = {
         "components": {
-            "gateway": {"port": ports["gateway"], "service": {"port": ports["gateway"]}},
-            "status": {"port": ports["status"], "service": {"port": ports["status"]}},
+            # Metrics ports too: in a cluster each pod has its own 9090, here they share a host.
+            "gateway": {"port": ports["gateway"], "service": {"port": ports["gateway"]}, "metricsPort": free_port()},
+            "status": {"port": ports["status"], "service": {"port": ports["status"]}, "metricsPort": free_port()},
             "workerOcr": {"port": ports["worker-ocr"]},
             "workerLlm": {"port": ports["worker-llm"], "concurrency": 1,
                           "llm": {"baseUrl": f"http://127.0.0.1:{llm_port}/v1",

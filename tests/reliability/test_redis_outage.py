@@ -110,3 +110,36 @@ def test_kill_9_redis_mid_stream_keeps_every_accepted_job(appendfsync, tmp_path,
     finally:
         factory.stop_all()
         server.cleanup()
+
+
+def test_a_full_redis_answers_503_and_keeps_serving_reads(tmp_path) -> None:
+    """At its maxmemory (noeviction, as the chart configures it) Redis refuses writes: a submit is
+    answered 503 + Retry-After with a detail that says the store is full, nothing is half
+    written, reads go on, and submits are accepted again once there is room."""
+    server = RedisServer(appendonly=False).start()
+    factory = PlatformFactory(redis_url=server.url, log_dir=tmp_path)
+    try:
+        platform = factory.start(workers=())
+        first = platform.submit_llm(SHORT)
+        assert first.status_code == 202, first.text
+        client = server.client()
+        # 4 MB in small values: one big SET would leave a 2 MB query buffer on the connection,
+        # which Redis frees a moment later, and the store would no longer be full.
+        filler = [f"filler:{i}" for i in range(400)]
+        for name in filler:
+            client.set(name, b"x" * 10_000)
+        jobs_before = len(client.keys("offload:job:*"))
+        client.config_set("maxmemory", client.info("memory")["used_memory"] - 1_000_000)
+
+        full = platform.submit_llm(SHORT)
+        assert full.status_code == 503, full.text
+        assert full.headers["content-type"].startswith("application/problem+json")
+        assert "full" in full.json()["detail"] and full.headers["retry-after"] == "30"
+        assert len(client.keys("offload:job:*")) == jobs_before, "a refused submit must leave nothing behind"
+        assert platform.job(first.json()["id"])["state"] == "queued", "reads go on"
+
+        client.delete(*filler)
+        assert platform.submit_llm(SHORT).status_code == 202
+    finally:
+        factory.stop_all()
+        server.cleanup()

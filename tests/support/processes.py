@@ -50,7 +50,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
 class RedisServer:
     """A redis-server this test owns: it can be killed (-9) and restarted from its AOF."""
 
-    def __init__(self, *, appendfsync: str = "everysec", appendonly: bool = True) -> None:
+    def __init__(self, *, appendfsync: str = "everysec", appendonly: bool = True, password: str = "") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; `make test-deps` installs it")
@@ -59,6 +59,7 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="offload-redis-"))
         self.appendfsync = appendfsync
         self.appendonly = appendonly
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,12 +67,15 @@ class RedisServer:
         return self.db_url(0)
 
     def db_url(self, db: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
 
     def start(self) -> "RedisServer":
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", self.appendfsync, "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      preexec_fn=_die_with_parent)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)

@@ -133,17 +133,113 @@ mergeOverwrite cannot set a value to false, 0 or "": it treats them as absent.)
 {{- default (include "offload.redisFullname" .) .Values.redis.auth.existingSecret -}}
 {{- end -}}
 
-{{/* host:port of Redis as KEDA and the NetworkPolicies see it. */}}
+{{/* host:port of Redis as KEDA sees it: the apps' URL is built from the same values. */}}
 {{- define "offload.redisAddress" -}}
 {{- if .Values.redis.enabled -}}
 {{- printf "%s.%s.svc:6379" (include "offload.redisFullname" .) .Release.Namespace -}}
 {{- else -}}
-{{- .Values.externalRedis.address -}}
+{{- printf "%s:%v" .Values.externalRedis.host (int .Values.externalRedis.port) -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "offload.redisPort" -}}
-{{- if .Values.redis.enabled -}}6379{{- else -}}{{- include "offload.redisAddress" . | splitList ":" | last | default "6379" -}}{{- end -}}
+{{- if .Values.redis.enabled -}}6379{{- else -}}{{- int .Values.externalRedis.port -}}{{- end -}}
+{{- end -}}
+
+{{/* Where a private Redis CA is mounted in the app containers. */}}
+{{- define "offload.redisCaDir" -}}/etc/offload/redis-ca{{- end -}}
+
+{{/* The Secret and key of the Redis password, or nothing when Redis has none. dict: name key */}}
+{{- define "offload.redisPasswordRef" -}}
+{{- if .Values.redis.enabled -}}
+{{- dict "name" (include "offload.redisSecretName" .) "key" .Values.redis.auth.existingSecretKey | toYaml -}}
+{{- else if .Values.externalRedis.password.existingSecret -}}
+{{- dict "name" .Values.externalRedis.password.existingSecret "key" .Values.externalRedis.password.key | toYaml -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The apps' Redis URL, from the same values KEDA's triggers use. The password is expanded by the
+kubelet from REDIS_PASSWORD (declared first), so it never sits in the pod spec.
+*/}}
+{{- define "offload.redisUrl" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "offload.redisFullname" .) -}}
+{{- else -}}
+{{- $r := .Values.externalRedis -}}
+{{- $user := $r.username -}}
+{{- if $r.password.existingSecret }}{{ $user = printf "%s:$(REDIS_PASSWORD)" $user }}{{ end -}}
+{{- printf "%s://%s%s:%v/%v" (ternary "rediss" "redis" $r.tls.enabled) (ternary (printf "%s@" $user) "" (ne $user "")) $r.host (int $r.port) (int $r.database) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A Kubernetes quantity (512Mi, 1Gi, 1G, 1500M, 268435456) in bytes, as an integer string.
+*/}}
+{{- define "offload.bytes" -}}
+{{- $q := toString . -}}
+{{- $number := $q -}}
+{{- $factor := 1.0 -}}
+{{- range $unit, $f := dict "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 -}}
+{{- if hasSuffix $unit $q -}}{{- $number = trimSuffix $unit $q -}}{{- $factor = $f -}}{{- end -}}
+{{- end -}}
+{{- mulf (float64 $number) $factor | floor | int64 -}}
+{{- end -}}
+
+{{/* The bundled Redis's maxmemory: the value, or a share of the memory limit. Empty when neither. */}}
+{{- define "offload.redisMaxmemory" -}}
+{{- $r := .Values.redis -}}
+{{- if $r.maxmemory -}}
+{{- $r.maxmemory -}}
+{{- else if (($r.resources).limits).memory -}}
+{{- div (mul (include "offload.bytes" $r.resources.limits.memory | int64) (int64 $r.maxmemoryPercent)) 100 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* dict root key: the ServiceAccount a component's pods run as. */}}
+{{- define "offload.serviceAccountName" -}}
+{{- $sa := (include "offload.config" . | fromYaml).serviceAccount -}}
+{{- if $sa.name -}}
+{{- $sa.name -}}
+{{- else if $sa.create -}}
+{{- include "offload.componentFullname" . -}}
+{{- else -}}
+default
+{{- end -}}
+{{- end -}}
+
+{{/*
+dict root peers: a NetworkPolicy `to:` list. Empty peers mean "anywhere but blockedCidrs", split
+by address family, so that no rule opens the cloud metadata address by leaving `to:` out.
+*/}}
+{{- define "offload.egressPeers" -}}
+{{- if .peers -}}
+{{- toYaml .peers -}}
+{{- else -}}
+{{- $v4 := list -}}{{- $v6 := list -}}
+{{- range .root.Values.networkPolicy.blockedCidrs -}}
+{{- if contains ":" . }}{{ $v6 = append $v6 . }}{{ else }}{{ $v4 = append $v4 . }}{{ end -}}
+{{- end -}}
+{{- $v4block := dict "cidr" "0.0.0.0/0" -}}{{- with $v4 }}{{ $_ := set $v4block "except" . }}{{ end -}}
+{{- $v6block := dict "cidr" "::/0" -}}{{- with $v6 }}{{ $_ := set $v6block "except" . }}{{ end -}}
+{{- list (dict "ipBlock" $v4block) (dict "ipBlock" $v6block) | toYaml -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The port of a URL: its own, else the scheme's (https 443, http 80). */}}
+{{- define "offload.urlPort" -}}
+{{- $u := urlParse . -}}
+{{- $hostPort := splitList ":" $u.host -}}
+{{- if gt (len $hostPort) 1 -}}
+{{- last $hostPort -}}
+{{- else -}}
+{{- ternary "443" "80" (eq $u.scheme "https") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when a ServiceMonitor can be made: asked for, and the Prometheus operator's API served. */}}
+{{- define "offload.serviceMonitorActive" -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor") -}}true{{- end -}}
 {{- end -}}
 
 {{/* Where clients follow their jobs (the gateway's Location header). */}}
@@ -188,20 +284,17 @@ dict root name key default: the value kept in this release's Secret `name` under
 {{/* Environment every Offload container gets: Redis, telemetry identity. dict root key */}}
 {{- define "offload.commonEnv" -}}
 {{- $root := .root -}}
-{{- if $root.Values.redis.enabled }}
+{{- with include "offload.redisPasswordRef" $root | fromYaml }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "offload.redisSecretName" $root }}
-      key: {{ $root.Values.redis.auth.existingSecretKey }}
+      {{- toYaml . | nindent 6 }}
+{{- end }}
 - name: OFFLOAD_REDIS_URL
-  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "offload.redisFullname" $root) | quote }}
-{{- else }}
-- name: OFFLOAD_REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ $root.Values.externalRedis.existingSecret }}
-      key: {{ $root.Values.externalRedis.urlKey }}
+  value: {{ include "offload.redisUrl" $root | quote }}
+{{- if and (not $root.Values.redis.enabled) $root.Values.externalRedis.tls.caSecret }}
+- name: OFFLOAD_REDIS_CA_FILE
+  value: {{ printf "%s/%s" (include "offload.redisCaDir" $root) $root.Values.externalRedis.tls.caKey | quote }}
 {{- end }}
 - name: OTEL_SERVICE_NAME
   value: {{ printf "offload-%s" (include "offload.slug" .key) }}
@@ -250,6 +343,10 @@ Every values check that a schema cannot express, gathered into one failure that 
 {{- if and (not (kindIs "invalid" $c.terminationGracePeriodSeconds)) (lt (int $c.terminationGracePeriodSeconds) (int $hard)) -}}
 {{- $problems = append $problems (printf "components.%s.terminationGracePeriodSeconds (%v) must be at least config.%s.hardTimeLimitSeconds (%v), or scale-in kills running jobs" $key $c.terminationGracePeriodSeconds (include "offload.jobType" $key) $hard) -}}
 {{- end -}}
+{{- $grace := include "offload.graceSeconds" (dict "root" $ "key" $key) | int -}}
+{{- if gt $grace (int $v.drain.maxGracePeriodSeconds) -}}
+{{- $problems = append $problems (printf "components.%s: its grace period (%v s) exceeds drain.maxGracePeriodSeconds (%v s), so cluster-autoscaler would kill running jobs: lower config.%s.hardTimeLimitSeconds (or workerShutdownTimeoutSeconds), or raise drain.maxGracePeriodSeconds if your autoscaler's --max-graceful-termination-sec allows it" $key $grace $v.drain.maxGracePeriodSeconds (include "offload.jobType" $key)) -}}
+{{- end -}}
 {{- if gt (int $c.autoscaling.minReplicaCount) (int $c.autoscaling.maxReplicaCount) -}}
 {{- $problems = append $problems (printf "components.%s.autoscaling.minReplicaCount (%v) must not exceed maxReplicaCount (%v)" $key $c.autoscaling.minReplicaCount $c.autoscaling.maxReplicaCount) -}}
 {{- end -}}
@@ -266,13 +363,21 @@ Every values check that a schema cannot express, gathered into one failure that 
 {{- if and $v.config.llm.models (not (hasKey $v.config.llm.models $v.config.llm.model)) -}}
 {{- $problems = append $problems (printf "config.llm.model (%s), the model of jobs that name none, must be one of config.llm.models" $v.config.llm.model) -}}
 {{- end -}}
-{{- if not $v.redis.enabled -}}
-{{- if not $v.externalRedis.existingSecret -}}
-{{- $problems = append $problems "redis.enabled=false needs externalRedis.existingSecret (a Secret holding the Redis URL)" -}}
+{{- range $key := list "gateway" "status" -}}
+{{- $c := index $v.components $key -}}
+{{- if le (int $c.terminationGracePeriodSeconds) (add $c.preStopSleepSeconds $c.gracefulShutdownSeconds | int) -}}
+{{- $problems = append $problems (printf "components.%s.terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds + gracefulShutdownSeconds (%v + %v), or open requests are cut off" $key $c.terminationGracePeriodSeconds $c.preStopSleepSeconds $c.gracefulShutdownSeconds) -}}
 {{- end -}}
-{{- if and $v.keda.enabled (not $v.externalRedis.address) -}}
-{{- $problems = append $problems "keda.enabled with an external Redis needs externalRedis.address (host:port): KEDA reads the queue lengths itself" -}}
+{{- if eq (int $c.port) (int $c.metricsPort) -}}
+{{- $problems = append $problems (printf "components.%s.metricsPort must differ from its port (%v): metrics are served apart from the API" $key $c.port) -}}
 {{- end -}}
+{{- end -}}
+{{- if $v.redis.enabled -}}
+{{- if not (include "offload.redisMaxmemory" .) -}}
+{{- $problems = append $problems "redis: set redis.resources.limits.memory (maxmemory is derived from it) or redis.maxmemory: without a bound Redis grows until the kernel kills it" -}}
+{{- end -}}
+{{- else if not $v.externalRedis.host -}}
+{{- $problems = append $problems "redis.enabled=false needs externalRedis.host (and port, database, tls, password): the services and KEDA both connect there" -}}
 {{- end -}}
 {{- if $v.ingress.enabled -}}
 {{- if not $v.ingress.gatewayHost -}}
@@ -293,6 +398,42 @@ Every values check that a schema cannot express, gathered into one failure that 
 {{- $problems = concat $problems (include "offload.payloadProblems" . | fromYamlArray) -}}
 {{- if $problems -}}
 {{- fail (printf "\n\nThe values need fixing:\n  - %s\n" (join "\n  - " $problems)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+dict root key: the jobs one worker pod runs at once. The LLM worker's openai backend keeps
+config.llm.maxInFlight streams on threads; llamacpp runs `concurrency` processes. An empty
+backend is the image's own: the default image's openai (set `llamacpp` with the -llamacpp image).
+*/}}
+{{- define "offload.podCapacity" -}}
+{{- $c := index .root.Values.components .key -}}
+{{- if and (eq .key "workerLlm") (ne $c.llm.backend "llamacpp") -}}
+{{- .root.Values.config.llm.maxInFlight | int -}}
+{{- else -}}
+{{- $c.concurrency | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The job types a worker is scaled on, space-separated: those it runs, except that only the OCR
+worker is woken for probes (offload_core.queue.scaling.scaled_types says the same).
+*/}}
+{{- define "offload.scaledJobTypes" -}}
+{{- ternary "ocr probe" "llm embed" (eq . "ocr") -}}
+{{- end -}}
+
+{{/* "true" when the ScaledObjects count running jobs: asked for, and a status service to ask. */}}
+{{- define "offload.countsRunningJobs" -}}
+{{- if and .Values.keda.runningJobs.enabled .Values.components.status.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where KEDA reads /scaling/<type>: the status Service's metrics port, unless told otherwise. */}}
+{{- define "offload.statusScalingUrl" -}}
+{{- with .Values.keda.runningJobs.statusUrl -}}
+{{- . -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc:%v" (include "offload.componentFullname" (dict "root" . "key" "status")) .Release.Namespace .Values.components.status.metricsPort -}}
 {{- end -}}
 {{- end -}}
 

@@ -94,17 +94,12 @@ files, the egress to the endpoint. With `store: redis` nothing is rendered (the 
 {{/* dict root key: a NetworkPolicy egress rule to the S3 endpoint's port. */}}
 {{- define "offload.payloadEgress" -}}
 {{- if include "offload.usesS3" . }}
-{{- $url := urlParse .root.Values.payloads.s3.endpointUrl }}
-{{- $port := ternary "443" "80" (eq $url.scheme "https") }}
-{{- if contains ":" $url.host }}{{ $port = last (splitList ":" $url.host) }}{{ end }}
 # The payload store (S3).
 - ports:
-    - port: {{ $port }}
+    - port: {{ include "offload.urlPort" .root.Values.payloads.s3.endpointUrl }}
       protocol: TCP
-  {{- with .root.Values.networkPolicy.s3To }}
   to:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
+    {{- include "offload.egressPeers" (dict "root" .root "peers" .root.Values.networkPolicy.s3To) | nindent 4 }}
 {{- end }}
 {{- end -}}
 

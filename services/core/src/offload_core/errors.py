@@ -6,6 +6,7 @@
     │   └── PermanentJobError    the input or request is at fault: fail at once, never retry
     ├── JobCancelled             raised at a checkpoint when the job was cancelled
     └── StoreUnavailable         Redis cannot be reached (APIs answer 503 + Retry-After)
+        └── StoreFull            Redis refuses writes at its maxmemory (503 too: retry later)
 
 Error messages of job errors are shown to clients in the job's `error` field, so they say what
 went wrong in the client's terms and never carry secrets.
@@ -48,3 +49,8 @@ class JobCancelled(OffloadError):
 
 class StoreUnavailable(OffloadError):
     """Redis did not answer."""
+
+
+class StoreFull(StoreUnavailable):
+    """Redis answered that it is at its maxmemory and refuses writes (noeviction): nothing was
+    written; reads still work."""

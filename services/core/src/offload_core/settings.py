@@ -8,10 +8,12 @@ process refuses to start without real API keys, or with a well-known default sec
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +80,8 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "production"] = "production"
     redis_url: str = "redis://localhost:6379/0"
+    # A private CA that signed Redis's certificate (rediss:// only); empty trusts the system CAs.
+    redis_ca_file: Path | None = None
 
     # Auth: `tenant:key` pairs, from the variable or a mounted file (Kubernetes Secret).
     api_keys: str = Field(default="", repr=False)
@@ -276,10 +280,13 @@ class Settings(BaseSettings):
     ocr_scale_activation_list_length: int = Field(default=0, ge=0)
     ocr_scale_min_replicas: int = Field(default=0, ge=0)
     ocr_scale_max_replicas: int = Field(default=10, ge=1)
+    # Jobs one worker pod runs, when KEDA counts running jobs too (0: it counts the queue only).
+    ocr_scale_concurrency: int = Field(default=0, ge=0)
     llm_scale_list_length: int = Field(default=5, ge=1)
     llm_scale_activation_list_length: int = Field(default=0, ge=0)
     llm_scale_min_replicas: int = Field(default=0, ge=0)
     llm_scale_max_replicas: int = Field(default=10, ge=1)
+    llm_scale_concurrency: int = Field(default=0, ge=0)
 
     # Worker process.
     worker_concurrency: int = Field(default=1, ge=1)
@@ -394,10 +401,20 @@ class Settings(BaseSettings):
         p = _limits_type(job_type).value
         return getattr(self, f"{p}_soft_time_limit_seconds"), getattr(self, f"{p}_hard_time_limit_seconds")
 
+    def redis_tls_options(self) -> dict[str, Any]:
+        """TLS options every Redis client of ours adds (redis-py and kombu take the same names):
+        certificates verified, against redis_ca_file when one is given."""
+        if urlsplit(self.redis_url).scheme != "rediss":
+            return {}
+        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if self.redis_ca_file:
+            options["ssl_ca_certs"] = str(self.redis_ca_file)
+        return options
+
     def scaling(self, job_type: JobType | str) -> dict[str, int]:
         p = JobType(job_type).value
         return {name: getattr(self, f"{p}_scale_{name}") for name in
-                ("list_length", "activation_list_length", "min_replicas", "max_replicas")}
+                ("list_length", "activation_list_length", "min_replicas", "max_replicas", "concurrency")}
 
     def max_attempts(self, job_type: JobType | str) -> int:
         return {JobType.OCR: self.ocr_max_attempts, JobType.LLM: self.llm_max_attempts,

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from offload_core.documents.formats import DocumentRejected, inspect
 from offload_core.documents.languages import parse_languages
-from offload_core.errors import StoreUnavailable
+from offload_core.errors import StoreFull, StoreUnavailable
 from offload_core.observability.logs import bind_job
 from offload_core.observability.tracing import current_trace_id
 from offload_core.payloads.s3 import goes_to_s3
@@ -127,6 +127,8 @@ async def submit_pipeline(request: Request, caller: AuthenticatedCaller) -> JSON
         except StoreUnavailable as exc:
             if ref is not None:
                 await drop_payload(payloads, ref)
+            if isinstance(exc, StoreFull):
+                raise  # refused before anything was written: the store-full answer (web.problems)
             raise ProblemError(503, "Service unavailable", STORE_DOWN_SUBMIT,
                                headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}) from exc
     if ref is not None and outcome.status != "created":

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 from fastapi.responses import JSONResponse
 
-from offload_core.errors import StoreUnavailable
+from offload_core.errors import StoreFull, StoreUnavailable
 from offload_core.jobs.store import JobStore, NewJob
 from offload_core.observability.logs import bind_job
 from offload_core.payloads.errors import PayloadUnavailable
@@ -135,6 +135,8 @@ async def submit(store: JobStore, new: NewJob) -> JSONResponse:
     """Store and enqueue `new` atomically and answer 202 (new), 200 (replay), 409, 429 or 503."""
     try:
         return await _submit(store, new)
+    except StoreFull:
+        raise  # Redis refused the script before it wrote: the store-full answer (web.problems) is true
     except StoreUnavailable as exc:
         log.warning("job store unavailable during a submit: %s", exc)
         # Redis may have run the script even so (a deadline that fired after it did): say only

@@ -20,6 +20,7 @@ from .dashboard import mount_dashboard
 from .event_hub import LiveEventHub
 from .pipelines import router as pipelines_router
 from .routes import router as status_router
+from .scaling import scaling_route
 from .stream_slots import StreamSlots
 
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             lambda app, services: hub.run(services.store.redis),
             # Queue and Redis memory gauges, refreshed here so that a scrape costs Redis nothing.
             lambda app, services: queue_metrics.refresh_forever(services.store, settings.metrics_refresh_seconds),
-        ]),
+        ], metrics_extra=lambda services: scaling_route(services.store)),  # KEDA's GET /scaling/<type>
         telemetry=FASTAPI_TELEMETRY_OFF,
         **NO_CDN_DOCS,
     )

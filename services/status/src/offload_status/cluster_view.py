@@ -112,7 +112,7 @@ class ClusterReader:
             if message:
                 reason += f" ({message})"
             if exc.status == 403:
-                reason += ("; the status service's Role must allow get and list on deployments.apps and "
+                reason += ("; the status service's Role must allow list on deployments.apps and "
                            "scaledobjects.keda.sh in its namespace (the chart's components.status.rbac.create)")
             raise Unreadable(reason) from None
         except HTTPError as exc:

@@ -14,7 +14,7 @@ from offload_core.jobs.record import Job
 from offload_core.jobs.store import unavailable_as_error
 from offload_core.queue.routing import queue_name
 from offload_core.queue.scaling import desired_replicas, scaled_queues
-from offload_core.types import PRIORITY_ORDER, WORKER_TYPES, JobState, JobType
+from offload_core.types import PRIORITY_ORDER, SERVED_BY, WORKER_TYPES, JobState, JobType
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
@@ -122,14 +122,17 @@ async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any
     workers, warnings = {}, []
     for jt in WORKER_TYPES:
         backlog = sum(stats["queues"][q]["depth"] for q in scaled_queues(jt))
-        queued = sum(stats["queues"][queue_name(jt, p)]["depth"] for p in PRIORITY_ORDER)
+        running = stats["running_by_type"][jt.value]
+        # Jobs only this worker type runs (probes, which any worker runs, are warned about below).
+        queued = sum(stats["queues"][queue_name(t, p)]["depth"] for t in SERVED_BY[jt] if t is not JobType.PROBE
+                     for p in PRIORITY_ORDER)
         scaling = settings.scaling(jt)
         warning = no_live_worker_warning(jt.value, queued, f"{jt.value} worker") if queued and not live[jt.value] else None
         workers[jt.value] = {
             "backlog": backlog,
-            "running": stats["running_by_type"][jt.value],
+            "running": running,
             "live_workers": live[jt.value],
-            "desired_replicas": desired_replicas(backlog, **scaling),
+            "desired_replicas": desired_replicas(backlog, running, **scaling),
             "scaling": scaling,
             "warning": warning,
         }

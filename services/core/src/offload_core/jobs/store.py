@@ -17,10 +17,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from offload_core.errors import StoreUnavailable
+from offload_core.errors import StoreFull, StoreUnavailable
 from offload_core.jobs import keys, scripts
 from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.events import replay
@@ -29,6 +29,7 @@ from offload_core.jobs.script_batch import ScriptBatch
 from offload_core.observability.tracing import current_trace_id, publish_span
 from offload_core.queue.messages import build_task_message
 from offload_core.queue.routing import ALL_QUEUES, TASK_NAMES, queue_name
+from offload_core.queue.scaling import scaled_queues, scaled_types
 from offload_core.settings import Settings
 from offload_core.types import JobState, JobType, Priority
 
@@ -76,6 +77,7 @@ class NewJob:
 def connect(settings: Settings, **kwargs: Any) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         settings.redis_url,
+        **settings.redis_tls_options(),
         socket_connect_timeout=2,
         # No socket timeout (redis-py 8 defaults to 5 s, so it must be said): redis-py would wrap
         # every send and read in its own asyncio.wait_for (~14 % of the gateway's CPU under load).
@@ -360,6 +362,21 @@ class JobStore:
             "totals": {as_text(k): int(v) for k, v in replies[at + 2].items()},
         }
 
+    async def work(self, job_type: JobType) -> dict[str, int]:
+        """Queued and running jobs of one worker type: what KEDA scales it on (GET
+        /scaling/<type>). The lists its ScaledObject reads and the running indexes of the same
+        types: a few O(1) reads in one round trip, whatever the number of jobs."""
+        async with unavailable_as_error():
+            pipe = self.redis.pipeline(transaction=False)
+            for q in scaled_queues(job_type):
+                pipe.llen(q)
+            types = scaled_types(job_type)
+            for t in types:
+                pipe.zcard(keys.running(t))
+            replies = await pipe.execute()
+        depths, running = replies[:-len(types)], replies[-len(types):]
+        return {"queued": sum(int(d) for d in depths), "running": sum(int(r) for r in running)}
+
     async def dead_jobs(self, tenant: str | None, limit: int = 100) -> list[Job]:
         """The newest dead jobs of `tenant` (every tenant's for None: an admin), in one round trip."""
         index = keys.DEAD if tenant is None else keys.tenant_dead(tenant)
@@ -387,7 +404,8 @@ STORE_TIMEOUT_SECONDS = 5.0
 
 class unavailable_as_error:
     """Turn Redis failures, and a Redis that does not answer within STORE_TIMEOUT_SECONDS,
-    into StoreUnavailable (-> 503 + Retry-After): one deadline for the whole store call.
+    into StoreUnavailable (-> 503 + Retry-After): one deadline for the whole store call. A Redis
+    at its maxmemory refuses writes (OOM): StoreFull, also a 503.
 
     `deadline=False` for a call that has one already (a ScriptBatch): a timer costs a submit
     ~2% of its CPU, for nothing when there are two."""
@@ -407,6 +425,8 @@ class unavailable_as_error:
             raise StoreUnavailable(f"Redis did not answer within {STORE_TIMEOUT_SECONDS:g} s") from timeout
         if exc is not None and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
             raise StoreUnavailable(str(exc)) from exc
+        if isinstance(exc, OutOfMemoryError):
+            raise StoreFull(str(exc)) from exc
         return False
 
 

@@ -47,6 +47,7 @@ class Claim:
 def connect_sync(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15,
+        **settings.redis_tls_options(),
     )
 
 

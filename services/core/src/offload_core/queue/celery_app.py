@@ -17,9 +17,6 @@
 
 from __future__ import annotations
 
-import ssl
-from urllib.parse import urlsplit
-
 from celery import Celery
 from kombu import Exchange, Queue
 
@@ -78,10 +75,11 @@ def make_celery(settings: Settings, job_type: JobType, *, main: str | None = Non
         worker_soft_shutdown_timeout=settings.worker_shutdown_timeout_seconds,
         worker_enable_soft_shutdown_on_idle=True,
     )
-    if urlsplit(settings.redis_url).scheme == "rediss":
+    if tls := settings.redis_tls_options():
         # kombu turns on TLS from the URL scheme only for its own transport name; with ours it
-        # must be said. Certificates are verified, as the APIs' Redis client (redis-py) does.
-        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        # must be said. Certificates are verified (against a private CA when one is given), as
+        # the APIs' Redis client (redis-py) does.
+        app.conf.broker_use_ssl = tls
     return app
 
 

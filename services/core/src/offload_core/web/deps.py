@@ -24,7 +24,7 @@ from offload_core.maintenance.loop import Maintenance
 from offload_core.payloads.s3 import S3PayloadStore
 from offload_core.settings import Settings
 from offload_core.web.auth import ApiKeys, Principal
-from offload_core.web.metrics_server import MetricsServer
+from offload_core.web.metrics_server import ExtraRoute, MetricsServer
 from offload_core.web.redis_pool import pooled_client
 
 log = logging.getLogger("offload.web")
@@ -68,9 +68,11 @@ def _report_failure(task: asyncio.Task) -> None:
 BackgroundWork = Callable[[FastAPI, "Services"], Awaitable[None]]
 
 
-def lifespan_for(settings: Settings, *, maintenance: bool = False, background: Sequence[BackgroundWork] = ()):
+def lifespan_for(settings: Settings, *, maintenance: bool = False, background: Sequence[BackgroundWork] = (),
+                 metrics_extra: Callable[["Services"], ExtraRoute] | None = None):
     """`maintenance`: run the platform's background work (the gateway: maintenance/loop.py).
-    `background`: the service's own background work (live events, gauges, the memory guard)."""
+    `background`: the service's own background work (live events, gauges, the memory guard).
+    `metrics_extra`: a further route of the metrics port, made from the services (web.metrics_server)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +84,8 @@ def lifespan_for(settings: Settings, *, maintenance: bool = False, background: S
         app.state.services = services
         metrics = None
         if settings.metrics_port:
-            metrics = await MetricsServer(os.environ.get("OFFLOAD_HOST", "0.0.0.0"), settings.metrics_port).start()
+            metrics = await MetricsServer(os.environ.get("OFFLOAD_HOST", "0.0.0.0"), settings.metrics_port,
+                                          extra=metrics_extra(services) if metrics_extra else None).start()
         work = [asyncio.create_task(run(app, services)) for run in background]
         if maintenance:
             work.append(asyncio.create_task(Maintenance(store).run(), name="maintenance"))

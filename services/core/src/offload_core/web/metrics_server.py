@@ -2,15 +2,18 @@
 
 The API port is the one the Ingress routes to the world; the metrics port is for Prometheus
 inside the cluster. It is a second, small server on the same event loop: `GET /metrics` (the
-Prometheus text format) and nothing else, one request per connection, a few scrapes at a time,
-each with a deadline. A scrape reads only what the process already holds: no Redis work (the
-status service refreshes its Redis-backed gauges in the background, `web.queue_metrics`).
+Prometheus text format), one request per connection, a few at a time, each with a deadline. A
+scrape reads only what the process already holds: no Redis work (the status service refreshes
+its Redis-backed gauges in the background, `web.queue_metrics`). A service may add one more
+read-only route (`extra`): the status service answers KEDA's `GET /scaling/<type>` here, so
+that no Ingress ever routes it and NetworkPolicy opens it to Prometheus and KEDA only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from offload_core.observability.exposition import render_latest
@@ -21,10 +24,14 @@ MAX_SCRAPES = 4                # connections served at once; more are closed at 
 REQUEST_DEADLINE_SECONDS = 5   # to send the request head
 MAX_REQUEST_HEAD_BYTES = 8192
 
+# A further GET route: given the path, its answer (status, JSON body), or None when the path is not its.
+ExtraRoute = Callable[[str], Awaitable["tuple[int, bytes] | None"]]
+
 
 class MetricsServer:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, extra: ExtraRoute | None = None) -> None:
         self.host, self.port = host, port
+        self._extra = extra
         self._server: asyncio.Server | None = None
         self._serving = 0
 
@@ -50,12 +57,17 @@ class MetricsServer:
                 head = await reader.readuntil(b"\r\n\r\n")
                 method, _, rest = head.partition(b" ")
                 path = rest.partition(b" ")[0].partition(b"?")[0]
-                if method not in (b"GET", b"HEAD") or path != b"/metrics":
-                    await _answer(writer, 404, "text/plain; charset=utf-8", b"only GET /metrics is served here\n",
-                                  head_only=method == b"HEAD")
+                head_only = method == b"HEAD"
+                if method in (b"GET", b"HEAD") and path == b"/metrics":
+                    content_type, body = await asyncio.to_thread(render_latest)
+                    await _answer(writer, 200, content_type, body, head_only=head_only)
                     return
-                content_type, body = await asyncio.to_thread(render_latest)
-                await _answer(writer, 200, content_type, body, head_only=method == b"HEAD")
+                if method in (b"GET", b"HEAD") and self._extra is not None:
+                    if (answer := await self._extra(path.decode("latin-1"))) is not None:
+                        await _answer(writer, answer[0], "application/json", answer[1], head_only=head_only)
+                        return
+                await _answer(writer, 404, "text/plain; charset=utf-8", b"only GET /metrics is served here\n",
+                              head_only=head_only)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass  # a client that sent no proper request in time gets nothing
         finally:
@@ -67,7 +79,7 @@ class MetricsServer:
 
 async def _answer(writer: asyncio.StreamWriter, status: int, content_type: str, body: bytes, *,
                   head_only: bool) -> None:
-    reason = {200: "OK", 404: "Not Found"}[status]
+    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
     writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
     if not head_only:

@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from offload_core.errors import StoreUnavailable
+from offload_core.errors import StoreFull, StoreUnavailable
 from offload_core.web.service_map import URL_SETTING, served_by
 
 log = logging.getLogger("offload.http")
 
 PROBLEM_JSON = "application/problem+json"
 STORE_RETRY_AFTER_SECONDS = 5
+STORE_FULL_RETRY_AFTER_SECONDS = 30  # a full Redis empties as workers drain it: not in 5 s
 # Only what is true: a read changed nothing; a write may have been done by Redis before its
 # answer was lost or came too late (a submit's script can run after the deadline fired).
 STORE_DOWN_READ = "the job store cannot be reached right now; nothing was changed, try again shortly"
@@ -29,6 +30,9 @@ STORE_DOWN_WRITE = ("the job store did not confirm this change in time; it may o
                     "look at the job before repeating it")
 STORE_DOWN_SUBMIT = ("the job store did not confirm the job in time; it may or may not have been stored: "
                      "retry with the same Idempotency-Key, which returns the job if it was stored")
+# Redis refuses a write at its maxmemory before it makes it, so here nothing was changed.
+STORE_FULL = ("the job store is full (Redis reached its maxmemory) and refuses new data; nothing was "
+              "changed: try again once workers have taken queued jobs (operators: raise the memory limit)")
 
 
 class ProblemError(Exception):
@@ -143,6 +147,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("job store unavailable: %s", exc)
+        if isinstance(exc, StoreFull):
+            return problem_response(503, "Service unavailable", STORE_FULL, instance=request.url.path,
+                                    headers={"Retry-After": str(STORE_FULL_RETRY_AFTER_SECONDS)})
         return store_unavailable(request, STORE_DOWN_READ if request.method in ("GET", "HEAD") else STORE_DOWN_WRITE)
 
     @app.exception_handler(ClientDisconnect)
