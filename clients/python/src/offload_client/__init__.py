@@ -1,4 +1,5 @@
-"""Python client for Offload: submit OCR and LLM jobs, follow them live, fetch their results.
+"""Python client for Offload: submit OCR and LLM jobs and document pipelines, follow them live,
+fetch their results.
 
 `OffloadClient` (sync) and `AsyncOffloadClient` (asyncio) cover every gateway and status
 endpoint; see `offload_client.errors` for what they raise.
@@ -27,6 +28,11 @@ from .models import (
     JobState,
     JobType,
     OtherEvent,
+    Pipeline,
+    PipelineEvent,
+    PipelineJob,
+    PipelinePage,
+    PipelineStep,
     Priority,
     Progress,
     ProgressEvent,
@@ -39,7 +45,8 @@ from .version import __version__
 __all__ = [
     "ApiError", "AsyncOffloadClient", "AuthenticationError", "ClientConfig", "ConfigError", "ConflictError",
     "InvalidRequestError", "Job", "JobError", "JobEvent", "JobPage", "JobState", "JobType", "NotFoundError",
-    "OffloadClient", "OffloadError", "OtherEvent", "Priority", "Progress", "ProgressEvent", "QueueStats",
+    "OffloadClient", "OffloadError", "OtherEvent", "Pipeline", "PipelineEvent", "PipelineJob", "PipelinePage",
+    "PipelineStep", "Priority", "Progress", "ProgressEvent", "QueueStats",
     "RateLimitedError", "RetryPolicy", "ServiceUnavailableError", "StateEvent", "TokenEvent", "TransportError",
     "WaitTimeout", "__version__",
 ]

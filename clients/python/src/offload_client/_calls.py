@@ -19,7 +19,7 @@ import httpx
 
 from .config import ClientConfig
 from .errors import error_from_response
-from .models import Job, JobPage, JobState, JobType, Priority, QueueStats
+from .models import Job, JobPage, JobState, JobType, Pipeline, PipelinePage, Priority, QueueStats
 from .version import USER_AGENT
 
 FileInput = str | os.PathLike[str] | bytes | BinaryIO
@@ -157,8 +157,40 @@ def events(job_id: str, last_event_id: str) -> Call:
     return Call("GET", "status", f"/v1/jobs/{_id(job_id)}/events", headers=headers)
 
 
+def submit_pipeline(file: FileInput, steps: list[dict[str, Any]], *, filename: str | None,
+                    priority: Priority | str | None, idempotency_key: str | None) -> Call:
+    """A document and its steps: [{"type": "ocr", ...}, {"type": "llm", "prompt": "... {text}", ...}]."""
+    name, data = read_file(file, filename)
+    spec = _clean({"steps": steps, "priority": priority and str(Priority(priority))})
+    return Call("POST", "gateway", "/v1/pipelines", files={"file": (name, data, "application/octet-stream")},
+                data={"pipeline": json.dumps(spec)},
+                headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
+
+
+def get_pipeline(pipeline_id: str) -> Call:
+    return Call("GET", "status", f"/v1/pipelines/{_id(pipeline_id)}")
+
+
+def list_pipelines(*, cursor: str | None, limit: int | None) -> Call:
+    return Call("GET", "status", "/v1/pipelines", params=_clean({"cursor": cursor, "limit": limit}))
+
+
+def cancel_pipeline(pipeline_id: str) -> Call:
+    return Call("DELETE", "gateway", f"/v1/pipelines/{_id(pipeline_id)}")
+
+
+def retry_pipeline(pipeline_id: str) -> Call:
+    return Call("POST", "gateway", f"/v1/pipelines/{_id(pipeline_id)}/retry")
+
+
+def pipeline_events(pipeline_id: str, last_event_id: str) -> Call:
+    """The pipeline's event stream, after `last_event_id` when there is one."""
+    call = events(pipeline_id, last_event_id)
+    return Call("GET", "status", f"/v1/pipelines/{_id(pipeline_id)}/events", headers=call.headers)
+
+
 def _id(job_id: str) -> str:
-    # Job ids are UUIDs; refusing anything else keeps a stray "/" or "?" out of the path.
+    # Job and pipeline ids are UUIDs; refusing anything else keeps a stray "/" or "?" out of the path.
     try:
         return str(uuid.UUID(str(job_id)))
     except ValueError:
@@ -192,6 +224,14 @@ def as_queues(response: httpx.Response) -> QueueStats:
 
 def as_dead_letters(response: httpx.Response) -> list[Job]:
     return [Job.model_validate(j) for j in checked(response).json()["jobs"]]
+
+
+def as_pipeline(response: httpx.Response) -> Pipeline:
+    return Pipeline.model_validate(checked(response).json())
+
+
+def as_pipeline_page(response: httpx.Response) -> PipelinePage:
+    return PipelinePage.model_validate(checked(response).json())
 
 
 def as_result(response: httpx.Response) -> dict[str, Any]:

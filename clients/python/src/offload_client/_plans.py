@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -31,7 +31,7 @@ from . import _calls
 from ._calls import Call
 from .config import ClientConfig
 from .errors import ApiError, TransportError, WaitTimeout, error_from_response
-from .models import Job, JobState, JobType, StateEvent, event_from_sse
+from .models import Job, JobState, JobType, Pipeline, PipelineEvent, StateEvent, event_from_sse
 from .sse import SseDecoder
 
 T = TypeVar("T")
@@ -149,14 +149,55 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
     """Emit the job's events from the start (or after `last_event_id`) until its terminal state,
     or until `deadline` (a `time.monotonic()` time) passes. Returns the last state it saw.
 
+    A terminal state in the middle of a replay is not the end: a requeued job has events after
+    its first end, and the server sends them all. How the stream is resumed: `_follow`.
+    """
+    def over() -> Plan[bool]:
+        return _calls.as_job((yield from send(config, _calls.get_job(job_id)))).is_terminal
+
+    stream = _Stream(f"job {job_id}", lambda after: _calls.events(job_id, after), event_from_sse,
+                     state_of=lambda e: e.state.value if isinstance(e, StateEvent) else None,
+                     is_last=lambda e: isinstance(e, StateEvent) and e.state.is_terminal, is_over=over)
+    return (yield from _follow(config, stream, last_event_id, deadline))
+
+
+def follow_pipeline(config: ClientConfig, pipeline_id: str, last_event_id: str | None,
+                    deadline: float | None) -> Plan[str | None]:
+    """Emit the pipeline's events (`pipeline`, each job's `state`, `blocked`, `end`) from the
+    start (or after `last_event_id`) until it has ended or failed, or `deadline` passes.
+    Returns the last pipeline state it saw. The replay of a retried pipeline goes on past its
+    first `end`."""
+    def over() -> Plan[bool]:
+        return _calls.as_pipeline((yield from send(config, _calls.get_pipeline(pipeline_id)))).is_terminal
+
+    stream = _Stream(f"pipeline {pipeline_id}", lambda after: _calls.pipeline_events(pipeline_id, after),
+                     PipelineEvent.from_sse, state_of=PipelineEvent.pipeline_state,
+                     is_last=lambda e: e.ends_stream, is_over=over)
+    return (yield from _follow(config, stream, last_event_id, deadline))
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """What `_follow` needs to know about one kind of event stream."""
+
+    name: str                                   # for messages: "job <id>"
+    call: Callable[[str], Call]                 # the events request, after an event id ("" from the start)
+    decode: Callable[[str, str, Any], Any]      # (id, kind, data) -> the event
+    state_of: Callable[[Any], str | None]       # the state an event tells, if it tells one
+    is_last: Callable[[Any], bool]              # the server ends the stream after this event
+    is_over: Callable[[], Plan[bool]]           # asks the service whether the thing has ended
+
+
+def _follow(config: ClientConfig, stream: _Stream, last_event_id: str | None,
+            deadline: float | None) -> Plan[str | None]:
+    """Emit a stream's events until its last one, or until `deadline` passes.
+
     A stream that was cut, or that the server ended (it may cap a stream's lifetime), is opened
     again with `Last-Event-ID`, so no event is lost or repeated: after the server's `retry:`
     delay, or after its `Retry-After` when it refused (429) or was unavailable (503); a
     `Retry-After` longer than `config.retry.max_delay` is raised at once. After more than
     `config.max_stream_reconnects` failed connections in a row that brought no event, it gives up
     (a stream the server ended in good order is not a failure).
-    A terminal state in the middle of a replay is not the end: a requeued job has events after
-    its first end, and the server sends them all.
     """
     last_id = last_event_id or ""
     last_state: str | None = None
@@ -166,7 +207,7 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
         idle = config.stream_idle_timeout  # no byte for this long (keepalives included): lost
         if deadline is not None:
             idle = min(idle, max(0.01, deadline - time.monotonic()))
-        request = _calls.http_request(config, _calls.events(job_id, last_id), read_timeout=idle)
+        request = _calls.http_request(config, stream.call(last_id), read_timeout=idle)
         got_event = at_terminal = False
         retry_after: float | None = None
         try:
@@ -186,12 +227,11 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
                         retry_ms = decoder.retry_ms
                     if message is None:
                         continue
-                    event = event_from_sse(message.id, message.event, _json_or_text(message.data))
+                    event = stream.decode(message.id, message.event, _json_or_text(message.data))
                     last_id = message.id or last_id
                     got_event = True
-                    at_terminal = isinstance(event, StateEvent) and event.state.is_terminal
-                    if isinstance(event, StateEvent):
-                        last_state = event.state.value
+                    at_terminal = stream.is_last(event)
+                    last_state = stream.state_of(event) or last_state
                     yield Emit(event)
                 if at_terminal:
                     return last_state  # the server ends the stream after the job's final state
@@ -202,10 +242,9 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
         if deadline is not None and time.monotonic() >= deadline:
             return last_state
         if cause == STREAM_ENDED and not got_event:
-            # Nothing after our cursor: the end, if the job is over. (A stream that brought
-            # events is resumed even then: the server may have ended it before the last ones.)
-            job = _calls.as_job((yield from send(config, _calls.get_job(job_id))))
-            if job.is_terminal:
+            # Nothing after our cursor: the end, if it is over. (A stream that brought events
+            # is resumed even then: the server may have ended it before the last ones.)
+            if (yield from stream.is_over()):
                 return last_state
         # A stream the server ended in good order (its lifetime cap, say) is news too: the service
         # answers, the job just has nothing new. Only failures count towards giving up.
@@ -213,7 +252,7 @@ def follow(config: ClientConfig, job_id: str, last_event_id: str | None,
         if fruitless > config.max_stream_reconnects:
             if isinstance(cause, ApiError):
                 raise cause  # still refused (429) or unavailable (503): the server's own words
-            raise TransportError(f"lost the event stream of job {job_id} {fruitless} times in a row "
+            raise TransportError(f"lost the event stream of {stream.name} {fruitless} times in a row "
                                  f"without news (last: {cause})")
         if retry_after is not None:
             if retry_after > config.retry.max_delay:
@@ -237,6 +276,17 @@ def wait(config: ClientConfig, job_id: str, timeout: float | None) -> Plan[Job]:
     if not job.is_terminal:  # the deadline passed
         raise WaitTimeout(job_id, timeout or 0.0, last_state or job.state.value)
     return job
+
+
+def wait_pipeline(config: ClientConfig, pipeline_id: str, timeout: float | None) -> Plan[Pipeline]:
+    """Emit the pipeline's events until it ends, then return it with its result; raise
+    `WaitTimeout` if it has not ended within `timeout` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last_state = yield from follow_pipeline(config, pipeline_id, None, deadline)
+    pipeline = _calls.as_pipeline((yield from send(config, _calls.get_pipeline(pipeline_id))))
+    if not pipeline.is_terminal:  # the deadline passed
+        raise WaitTimeout(pipeline_id, timeout or 0.0, last_state or pipeline.state, what="pipeline")
+    return pipeline
 
 
 def iter_jobs(config: ClientConfig, *, state: JobState | str | None, type: JobType | str | None,  # noqa: A002

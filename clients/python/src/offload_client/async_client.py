@@ -19,7 +19,18 @@ from . import _calls, _plans
 from ._calls import Call, FileInput, Message
 from ._plans import CloseStream, Emit, NextLine, OpenStream, ReadBody, Run, Send, Sleep
 from .config import ClientConfig, RetryPolicy
-from .models import Job, JobEvent, JobPage, JobState, JobType, Priority, QueueStats
+from .models import (
+    Job,
+    JobEvent,
+    JobPage,
+    JobState,
+    JobType,
+    Pipeline,
+    PipelineEvent,
+    PipelinePage,
+    Priority,
+    QueueStats,
+)
 
 EventCallback = Callable[[JobEvent], Awaitable[None] | None]
 
@@ -106,6 +117,40 @@ class AsyncOffloadClient:
     async def wait(self, job_id: str, *, timeout: float | None = None, on_event: EventCallback | None = None) -> Job:
         """Follow the job until it is terminal and return the final record (see `OffloadClient.wait`)."""
         run = Run(_plans.wait(self.config, job_id, timeout))
+        async for event in self._drive(run):
+            if on_event:
+                outcome = on_event(event)
+                if outcome is not None:
+                    await outcome
+        return run.result
+
+    # -- pipelines (see OffloadClient) ----------------------------------------------------------
+
+    async def submit_pipeline(self, file: FileInput, steps: list[dict[str, Any]], *, filename: str | None = None,
+                              priority: Priority | str | None = None,
+                              idempotency_key: str | None = None) -> Pipeline:
+        call = _calls.submit_pipeline(file, steps, filename=filename, priority=priority,
+                                      idempotency_key=idempotency_key)
+        return _calls.as_pipeline(await self._send(call))
+
+    async def get_pipeline(self, pipeline_id: str) -> Pipeline:
+        return _calls.as_pipeline(await self._send(_calls.get_pipeline(pipeline_id)))
+
+    async def list_pipelines(self, *, cursor: str | None = None, limit: int | None = None) -> PipelinePage:
+        return _calls.as_pipeline_page(await self._send(_calls.list_pipelines(cursor=cursor, limit=limit)))
+
+    async def cancel_pipeline(self, pipeline_id: str) -> Pipeline:
+        return _calls.as_pipeline(await self._send(_calls.cancel_pipeline(pipeline_id)))
+
+    async def retry_pipeline(self, pipeline_id: str) -> Pipeline:
+        return _calls.as_pipeline(await self._send(_calls.retry_pipeline(pipeline_id)))
+
+    def pipeline_events(self, pipeline_id: str, *, last_event_id: str | None = None) -> AsyncIterator[PipelineEvent]:
+        return self._drive(Run(_plans.follow_pipeline(self.config, pipeline_id, last_event_id, deadline=None)))
+
+    async def wait_pipeline(self, pipeline_id: str, *, timeout: float | None = None,
+                            on_event: Callable[[PipelineEvent], Awaitable[None] | None] | None = None) -> Pipeline:
+        run = Run(_plans.wait_pipeline(self.config, pipeline_id, timeout))
         async for event in self._drive(run):
             if on_event:
                 outcome = on_event(event)

@@ -21,7 +21,18 @@ from . import _calls, _plans
 from ._calls import Call, FileInput, Message
 from ._plans import CloseStream, Emit, NextLine, OpenStream, ReadBody, Run, Send, Sleep
 from .config import ClientConfig, RetryPolicy
-from .models import Job, JobEvent, JobPage, JobState, JobType, Priority, QueueStats
+from .models import (
+    Job,
+    JobEvent,
+    JobPage,
+    JobState,
+    JobType,
+    Pipeline,
+    PipelineEvent,
+    PipelinePage,
+    Priority,
+    QueueStats,
+)
 
 
 class OffloadClient:
@@ -123,6 +134,45 @@ class OffloadClient:
         `job.state`. Raises `WaitTimeout` if it is not terminal within `timeout` seconds.
         """
         run = Run(_plans.wait(self.config, job_id, timeout))
+        for event in self._drive(run):
+            if on_event:
+                on_event(event)
+        return run.result
+
+    # -- pipelines -----------------------------------------------------------------------------
+
+    def submit_pipeline(self, file: FileInput, steps: list[dict[str, Any]], *, filename: str | None = None,
+                        priority: Priority | str | None = None, idempotency_key: str | None = None) -> Pipeline:
+        """Submit a document and its steps: OCR first, then LLM steps (the fields of `submit_llm`)
+        whose prompt names `{text}` or `{results}`, optionally `"per_page": True`
+        (docs/pipelines.md). Every job is made at once; each step runs when the one before it ends."""
+        return _calls.as_pipeline(self._send(_calls.submit_pipeline(
+            file, steps, filename=filename, priority=priority, idempotency_key=idempotency_key)))
+
+    def get_pipeline(self, pipeline_id: str) -> Pipeline:
+        """The pipeline: state, progress, steps with their jobs, and its result once it succeeded."""
+        return _calls.as_pipeline(self._send(_calls.get_pipeline(pipeline_id)))
+
+    def list_pipelines(self, *, cursor: str | None = None, limit: int | None = None) -> PipelinePage:
+        return _calls.as_pipeline_page(self._send(_calls.list_pipelines(cursor=cursor, limit=limit)))
+
+    def cancel_pipeline(self, pipeline_id: str) -> Pipeline:
+        """Cancel every job of the pipeline that has not ended (finished steps keep their results)."""
+        return _calls.as_pipeline(self._send(_calls.cancel_pipeline(pipeline_id)))
+
+    def retry_pipeline(self, pipeline_id: str) -> Pipeline:
+        """Queue a failed pipeline's failed jobs again; the steps after them follow."""
+        return _calls.as_pipeline(self._send(_calls.retry_pipeline(pipeline_id)))
+
+    def pipeline_events(self, pipeline_id: str, *, last_event_id: str | None = None) -> Iterator[PipelineEvent]:
+        """The pipeline's events until it has ended or failed, resuming with Last-Event-ID."""
+        return self._drive(Run(_plans.follow_pipeline(self.config, pipeline_id, last_event_id, deadline=None)))
+
+    def wait_pipeline(self, pipeline_id: str, *, timeout: float | None = None,
+                      on_event: Callable[[PipelineEvent], None] | None = None) -> Pipeline:
+        """Follow the pipeline until it has ended or failed; return it with its result. Raises
+        `WaitTimeout` if it has not within `timeout` seconds."""
+        run = Run(_plans.wait_pipeline(self.config, pipeline_id, timeout))
         for event in self._drive(run):
             if on_event:
                 on_event(event)

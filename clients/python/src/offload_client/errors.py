@@ -67,8 +67,8 @@ class ServiceUnavailableError(ApiError):
 
 
 class WaitTimeout(OffloadError, TimeoutError):
-    def __init__(self, job_id: str, timeout: float, last_state: str | None) -> None:
-        super().__init__(f"job {job_id} did not finish within {timeout}s (last state: {last_state or 'unknown'})")
+    def __init__(self, job_id: str, timeout: float, last_state: str | None, *, what: str = "job") -> None:
+        super().__init__(f"{what} {job_id} did not finish within {timeout}s (last state: {last_state or 'unknown'})")
         self.job_id, self.timeout, self.last_state = job_id, timeout, last_state
 
 

@@ -122,6 +122,83 @@ class QueueStats(_Model):
     cluster: dict[str, Any] = {}
 
 
+# -- pipelines ---------------------------------------------------------------------------------
+
+PIPELINE_END_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class PipelineJob(_Model):
+    """One job of a step: an ordinary job (`get_job`, `result` work on its id)."""
+
+    id: str
+    state: str  # a JobState, or "expired" once its record is gone
+    attempts: int = 0
+    page: int | None = None
+    error: JobError | None = None
+
+
+class PipelineStep(_Model):
+    name: str
+    type: str
+    per_page: bool = False
+    state: str
+    done: int = 0
+    jobs: list[PipelineJob]
+
+
+class Pipeline(_Model):
+    """A document's steps as one thing: its state is `queued`, `running`, `succeeded`, `failed`,
+    `cancelling` or `cancelled`; `result` is the last step's once it has succeeded."""
+
+    id: str
+    state: str
+    priority: Priority | None = None
+    created_at: datetime
+    ended_at: datetime | None = None
+    pages: int = 0
+    trace_id: str | None = None
+    progress: dict[str, int] = {}
+    steps: list[PipelineStep] = []
+    links: dict[str, str] = {}
+    result: Any = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in PIPELINE_END_STATES
+
+
+class PipelinePage(_Model):
+    pipelines: list[Pipeline]
+    next_cursor: str | None = None
+
+
+class PipelineEvent(_Model):
+    """One event of a pipeline's stream: `pipeline` (its shape, first), `state` (a job moved:
+    `{job, step, page, state}`), `blocked` (a step failed; the steps after it wait), `end`."""
+
+    id: str
+    kind: str
+    data: Any = None
+
+    @classmethod
+    def from_sse(cls, event_id: str, kind: str, data: Any) -> "PipelineEvent":
+        return cls(id=event_id, kind=kind, data=data)
+
+    def pipeline_state(self) -> str | None:
+        """The pipeline's state, when this event tells it (`pipeline`, `blocked` and `end` do)."""
+        if self.kind == "blocked":
+            return "failed"
+        if self.kind in ("pipeline", "end") and isinstance(self.data, dict):
+            return self.data.get("state")
+        return None
+
+    @property
+    def ends_stream(self) -> bool:
+        """The server ends a live stream after `end`, and after `blocked` (the pipeline failed
+        and waits for a retry; after one, a new stream follows it on)."""
+        return self.kind in ("end", "blocked")
+
+
 # -- events (SSE) -----------------------------------------------------------------------------
 
 

@@ -396,3 +396,10 @@ def queues_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     with sync_client(ctx) as client:
         stats = client.queues()
     out.print(stats.model_dump_json(indent=2) if as_json else render.queues_view(stats), markup=False)
+
+
+# -- pipelines (cli/pipeline.py) -------------------------------------------------------------------
+
+from .pipeline import pipeline_app  # noqa: E402 - its commands use this module's helpers
+
+app.add_typer(pipeline_app, name="pipeline")
