@@ -66,6 +66,45 @@ def image_sizes() -> dict[str, Any]:
     return {"engine": None, "mib": {}, "note": "no Offload images on this machine (make images builds them)"}
 
 
+def redis_per_finished_job(server: RedisServer, log_dir: Path, *, jobs: int) -> dict[str, Any]:
+    """Redis memory a finished small LLM job keeps for its retention: `jobs` chat completions of
+    16 tokens submitted over HTTP as the client sends them (with an Idempotency-Key), run by the
+    real LLM worker, measured once their event streams' grace has passed (2 s here; 120 s by
+    default), as the keyspace holds them for the rest of the retention."""
+    env = OffloadEnv(server.url, log_dir)
+    r = server.client()
+    r.flushall()
+    extra = {"OFFLOAD_EVENTS_GRACE_SECONDS": "2", "OFFLOAD_LLM_BACKEND": "llamacpp", "OFFLOAD_LLM_THREADS": "1"}
+    gateway = env.gateway(name="offload-gateway-per-job", **extra).start()
+    worker = env.worker("llm", concurrency=1, **extra).start()
+    headers = {"Authorization": f"Bearer {env.api_key}", "Content-Type": "application/json"}
+    try:
+        with httpx.Client(timeout=30) as http:
+            def submit(n: int) -> None:
+                for i in range(n):
+                    http.post(f"{gateway.url}/v1/jobs/llm", content=LLM_PAYLOAD,
+                              headers={**headers, "Idempotency-Key": f"footprint-{time.time_ns()}-{i}"}).raise_for_status()
+
+            submit(1)  # warm-up: scripts loaded, tenant keys made
+            wait_for(lambda: succeeded(r, JobType.LLM) >= 1, 120, "the warm-up job")
+            time.sleep(3)
+            before = int(r.info("memory")["used_memory"])
+            keys_before = r.dbsize()
+            submit(jobs)
+            wait_for(lambda: succeeded(r, JobType.LLM) >= jobs + 1, 600, "the jobs")
+            time.sleep(3)  # past the event streams' grace
+            after = int(r.info("memory")["used_memory"])
+            keys_after = r.dbsize()
+            sample = r.zrange("offload:tenant:bench:jobs", -1, -1)[0].decode()
+            record = r.memory_usage(f"offload:job:{sample}") or 0
+    finally:
+        worker.kill()
+        gateway.stop()
+        r.flushall()
+    return {"jobs": jobs, "bytes_per_job": (after - before) / jobs, "keys_per_job": (keys_after - keys_before) / jobs,
+            "record_bytes": record}
+
+
 def run(server: RedisServer, log_dir: Path, *, load_seconds: float, jobs: int, ocr_pages: bytes) -> dict[str, Any]:
     env = OffloadEnv(server.url, log_dir)
     r = server.client()
@@ -115,5 +154,6 @@ def run(server: RedisServer, log_dir: Path, *, load_seconds: float, jobs: int, o
     finally:
         ocr.kill()
     r.flushall()
+    out["_redis_per_finished_llm_job"] = redis_per_finished_job(server, log_dir, jobs=min(jobs, 100))
     out["images"] = image_sizes()
     return out

@@ -27,7 +27,7 @@ from offload_core.jobs import keys
 from offload_core.jobs.store import NewJob
 from offload_core.types import JobType, Priority
 
-from .offload import LLM_PAYLOAD, TENANT, OffloadEnv, llm_job
+from .offload import PROBE_PAYLOAD, TENANT, OffloadEnv, probe_job
 from .procs import RedisServer
 from .stats import percentile, summary
 
@@ -166,9 +166,9 @@ def run(server: RedisServer, log_dir, *, rounds: int, followers: int, seconds: f
     try:
         for _ in range(rounds):
             server.client().flushall()
-            job_ids = env.submit([llm_job() for _ in range(followers)])
-            reader_job = env.submit([NewJob(type=JobType.LLM, tenant=READER, priority=Priority.NORMAL,
-                                            payload=LLM_PAYLOAD, params={"model": "bench"})])[0]
+            job_ids = env.submit([probe_job() for _ in range(followers)])
+            reader_job = env.submit([NewJob(type=JobType.PROBE, tenant=READER, priority=Priority.NORMAL,
+                                            payload=PROBE_PAYLOAD, params={})])[0]
             random.shuffle(job_ids)
             out = asyncio.run(_round(env, status.port, reader_key, job_ids, reader_job, seconds, event_interval,
                                      status.pid))

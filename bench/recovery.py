@@ -56,7 +56,7 @@ def run(server: RedisServer, log_dir: Path, *, kills: int, scheduled: int, sprea
     seconds: list[float] = []
     try:
         for n in range(kills):
-            job_id = api.probe(sleep_seconds=120, steps=120)
+            job_id = api.probe(sleep_seconds=120, steps=100)
             wait_for(lambda: api.job(job_id)["state"] == "running", 60, "the job to run")
             time.sleep(1 + n % 7)  # at a different point of the heartbeat cycle each time
             killed_at = time.time()

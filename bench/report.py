@@ -180,6 +180,12 @@ def footprint_table(f: dict[str, Any], llm: dict[str, Any] | None) -> str:
         for name, v in llm["rss_mib"].items():
             rows.append([f"{name} (after the LLM runs, model loaded)", "—", f"{v['total']:.0f} ({v['processes']} proc.)"])
     text = _table(["process (tree)", "idle RSS MiB", "loaded RSS MiB"], rows)
+    per_job = f.get("_redis_per_finished_llm_job")
+    if per_job:
+        text += (f"\n\nRedis memory kept by a finished small LLM job (16 tokens, submitted with an Idempotency-Key; "
+                 f"{per_job['jobs']} jobs, after their event streams' grace): "
+                 f"**{per_job['bytes_per_job'] / 1024:.1f} KB** per job, {per_job['keys_per_job']:.1f} keys per job "
+                 f"(its record alone: {per_job['record_bytes']:,} bytes).")
     images = f.get("images", {})
     if images.get("mib"):
         text += "\n\n" + _table(["image", "size MiB"], [[k, f"{v:.0f}"] for k, v in images["mib"].items()])

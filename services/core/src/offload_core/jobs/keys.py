@@ -20,6 +20,17 @@
                                           next delivery attempt is due (maintenance/webhooks.py)
     offload:counters              hash    lifetime totals, `<type>:<outcome>`
     offload:stats:{m}             string  a snapshot of the counters taken in minute m (throughput)
+    offload:pipeline:{id}         hash    a pipeline: its steps as asked, its jobs by step, what is left
+    offload:pipeline:{id}:events  stream  its steps' state changes and its end, capped
+    offload:file:{id}             hash    a file (Files API): name, purpose, size, tenant
+    offload:file:{id}:content     string  its bytes (read in ranges by the batch feeder)
+    offload:tenant:{t}:files      zset    the tenant's file ids by creation time
+    offload:batch:{id}            hash    a batch (Batches API): its status, counts and feeder cursor
+    offload:batch:{id}:done       list    its line jobs that ended, for the batch coordinator
+    offload:batch:{id}:output     hash    line number -> output line (JSONL) of a line that succeeded
+    offload:batch:{id}:errors     hash    line number -> error line of a line that did not
+    offload:tenant:{t}:batches    zset    the tenant's batch ids by creation time
+    offload:batches               set     batches not yet ended (the coordinator's work list)
     offload:lock:{task}           string  one gateway replica runs a maintenance task per interval
     offload:capacity:{name}       zset    a global in-flight cap (e.g. `llm:<model>`): holder job ids by
                                           when their slot lapses (jobs/scripts/capacity.lua)
@@ -45,6 +56,7 @@ DEAD = f"{PREFIX}:dead"
 COUNTERS = f"{PREFIX}:counters"
 PENDING = f"{PREFIX}:pending"
 DELAYED = f"{PREFIX}:delayed"
+BATCHES = f"{PREFIX}:batches"
 WEBHOOKS = f"{PREFIX}:webhooks"
 # kombu's Redis transport keeps a delivered, unacknowledged message in this hash (its default
 # `unacked_key`) and its delivery tag in this sorted set until the worker acknowledges it.
@@ -57,7 +69,8 @@ def job(job_id: str) -> str:
 
 
 def events(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}:events"
+    # The job's key and ":events": finish.lua builds it so for the pipeline steps it releases.
+    return f"{job(job_id)}:events"
 
 
 def running(job_type: JobType | str) -> str:
@@ -123,3 +136,43 @@ def finish_keys(job_id: str, job_type: JobType | str, tenant: str, queue: str, *
         unacked_key=KOMBU_UNACKED, unacked_index_key=KOMBU_UNACKED_INDEX,
         tokens_key=tenant_tokens(tenant, usage_day(time.time() if now is None else now)),
     )
+
+
+def pipeline(pipeline_id: str) -> str:
+    return f"{PREFIX}:pipeline:{pipeline_id}"
+
+
+def pipeline_events(pipeline_id: str) -> str:
+    return f"{PREFIX}:pipeline:{pipeline_id}:events"
+
+
+def file(file_id: str) -> str:
+    return f"{PREFIX}:file:{file_id}"
+
+
+def file_content(file_id: str) -> str:
+    return f"{PREFIX}:file:{file_id}:content"
+
+
+def tenant_files(tenant: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}:files"
+
+
+def batch(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def batch_done(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{batch_id}:done"
+
+
+def batch_output(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{batch_id}:output"
+
+
+def batch_errors(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{batch_id}:errors"
+
+
+def tenant_batches(tenant: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}:batches"

@@ -7,11 +7,12 @@ record carries its queue's name.
 
 from __future__ import annotations
 
-from offload_core.types import PRIORITY_ORDER, JobType, Priority
+from offload_core.types import PRIORITY_ORDER, SERVED_BY, JobType, Priority
 
 TASK_NAMES: dict[JobType, str] = {
     JobType.OCR: "offload.ocr.run",
     JobType.LLM: "offload.llm.run",
+    JobType.EMBED: "offload.embed.run",
     JobType.PROBE: "offload.probe.run",
 }
 
@@ -26,9 +27,10 @@ def queues_of(job_type: JobType | str) -> list[str]:
 
 
 def consumed_by(worker_type: JobType | str) -> list[str]:
-    """The queues a worker of `worker_type` takes, in the strict order it takes them: each
-    priority's own queue, then that priority's probe queue (any worker runs probe jobs)."""
-    return [queue_name(t, p) for p in PRIORITY_ORDER for t in (JobType(worker_type), JobType.PROBE)]
+    """The queues a worker of `worker_type` takes, in the strict order it takes them: at each
+    priority, its own queue, then those of the other types it runs (SERVED_BY: embeddings on
+    the LLM workers, probes on every worker)."""
+    return [queue_name(t, p) for p in PRIORITY_ORDER for t in SERVED_BY[JobType(worker_type)]]
 
 
 ALL_QUEUES: list[str] = [q for t in JobType for q in queues_of(t)]

@@ -10,15 +10,16 @@ from __future__ import annotations
 import math
 
 from offload_core.queue.routing import queues_of
-from offload_core.types import JobType
+from offload_core.types import SERVED_BY, JobType
 
 
 def scaled_queues(worker_type: JobType | str) -> list[str]:
-    """The lists a worker type's ScaledObject reads: its own queues, and for the OCR worker the
-    probe queues too (every worker runs probe jobs; the OCR worker, with no model to load, is
-    the one woken for them). The chart's triggers (templates/keda.yaml) list the same."""
+    """The lists a worker type's ScaledObject reads: the queues of the types it runs
+    (SERVED_BY), except that only the OCR worker, with no model to load, is woken for probe
+    jobs. The chart's triggers (templates/keda.yaml) list the same."""
     worker_type = JobType(worker_type)
-    return queues_of(worker_type) + (queues_of(JobType.PROBE) if worker_type is JobType.OCR else [])
+    return [q for t in SERVED_BY[worker_type] if t is not JobType.PROBE or worker_type is JobType.OCR
+            for q in queues_of(t)]
 
 
 def desired_replicas(backlog: int, *, list_length: int, activation_list_length: int,
