@@ -3,7 +3,8 @@ hands a `NewJob` to `submission.submit`, which stores and enqueues it in one ato
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Request
@@ -14,7 +15,9 @@ from offload_core.documents.formats import DocumentRejected, inspect
 from offload_core.documents.languages import parse_languages
 from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.store import NewJob
-from offload_core.llm.models import ModelRefused, estimate_prompt_tokens, model_map
+from offload_core.embed.request import EmbedParams, admit_embed
+from offload_core.errors import RequestRefused
+from offload_core.llm.admission import admit_llm
 from offload_core.llm.request import LlmParams
 from offload_core.observability.tracing import job_trace_context
 from offload_core.payloads.ref import PayloadRef
@@ -36,6 +39,7 @@ from .submission import (
 from .uploads import read_ocr_form
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+T = TypeVar("T")
 
 # Read by the routes from the request's headers, and documented here: declared as a FastAPI
 # header parameter it cost ~4% of the submit path's CPU, validated on every request
@@ -153,24 +157,8 @@ GATEWAY_ONLY_FIELDS = frozenset(Scheduling.model_fields)
 async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    if body.max_tokens > settings.llm_max_tokens_limit:
-        raise ProblemError(422, "max_tokens too large", f"max_tokens may be at most {settings.llm_max_tokens_limit}")
-    prompt_chars = sum(len(m["content"]) for m in body.chat_messages())
-    if prompt_chars > settings.llm_max_prompt_chars:
-        raise ProblemError(422, "Prompt too long", f"the prompt may be at most {settings.llm_max_prompt_chars} characters")
-    try:
-        route = model_map(settings).route_for(body.model, caller.principal.tenant)
-    except ModelRefused as exc:
-        raise ProblemError(422, "Unknown model", str(exc), allowed_models=exc.allowed) from None
-    if body.response_format is not None and body.response_format.type == "json_schema" and not route.json_schema:
-        raise ProblemError(422, "json_schema not supported",
-                           f"model {route.name!r} does not take response_format json_schema; use json_object")
-    # The tokens-per-minute limit counts what the job may use: its max_tokens and its prompt.
-    cost = body.max_tokens + estimate_prompt_tokens(prompt_chars)
-    if settings.llm_tokens_per_minute and cost > settings.llm_tokens_per_minute:
-        raise ProblemError(422, "Job too large for the token limit",
-                           f"this job may use {cost} tokens (max_tokens plus about one per 4 prompt characters); your "
-                           f"tenant may use {settings.llm_tokens_per_minute} per minute: lower max_tokens or the prompt")
+    admission = _admitted(lambda: admit_llm(body, settings, caller.principal.tenant))
+    route, cost = admission.route, admission.cost
     callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
     schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
     # The stored request is the validated LlmParams part of the body, as the worker reads it.
@@ -180,6 +168,37 @@ async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: 
     new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
                  params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
                  tokens=cost, **job_trace_context())
+    return await submit_with_payload(caller, new, payload)
+
+
+def _admitted(check: Callable[[], T]) -> T:
+    """Run a core admission check; what it refuses is a 422 that says what to fix."""
+    try:
+        return check()
+    except RequestRefused as exc:
+        raise ProblemError(422, exc.title, exc.detail, **exc.extra) from None
+
+
+class EmbedJobRequest(EmbedParams, Scheduling):
+    pass
+
+
+@router.post("/embed", status_code=202, responses=SUBMIT_RESPONSES, openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
+             summary="Submit text embeddings")
+async def submit_embed(body: EmbedJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
+    """OpenAI's embeddings parameters (`input`, `model`, `encoding_format`, `dimensions`), run by
+    the LLM workers; the result is OpenAI's embeddings object (`data[{index, embedding}]`,
+    `model`, `usage`)."""
+    settings = caller.settings
+    key = parse_idempotency_key(request.headers.get("idempotency-key"))
+    model = _admitted(lambda: admit_embed(body, settings))
+    callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
+    schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
+    payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
+    summary = {"model": model, "inputs": len(body.texts()), "encoding_format": body.encoding_format, **schedule.asked}
+    new = NewJob(type=JobType.EMBED, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
+                 params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
+                 **job_trace_context())
     return await submit_with_payload(caller, new, payload)
 
 
