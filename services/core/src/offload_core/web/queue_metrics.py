@@ -6,6 +6,8 @@
     offload_dead_letters                       jobs in the dead-letter set
     offload_redis_used_memory_bytes            Redis's used memory (INFO memory)
     offload_redis_maxmemory_bytes              its maxmemory (0: none set)
+    offload_batches_running                    batches not yet ended
+    offload_batch_lines_in_flight              their line jobs submitted and not yet collected
 
 A scrape reads the last values and never touches Redis: scrapes cost Redis nothing, however
 often and by however many scrapers they come. The values are at most
@@ -23,6 +25,7 @@ import logging
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
+from offload_core.batches.store import running_totals
 from offload_core.errors import StoreUnavailable
 from offload_core.jobs.store import JobStore
 from offload_core.web.redis_memory import read_memory
@@ -38,6 +41,9 @@ JOBS_RUNNING = Gauge("offload_jobs_running", "Jobs running now", ["type"], multi
 DEAD_LETTERS = Gauge("offload_dead_letters", "Jobs in the dead-letter set", multiprocess_mode="livemostrecent")
 REDIS_USED_MEMORY = Gauge("offload_redis_used_memory_bytes", "Memory Redis uses (INFO memory used_memory)",
                           multiprocess_mode="livemostrecent")
+BATCHES_RUNNING = Gauge("offload_batches_running", "Batches not yet ended", multiprocess_mode="livemostrecent")
+BATCH_LINES_IN_FLIGHT = Gauge("offload_batch_lines_in_flight", "Line jobs of running batches submitted and not "
+                              "yet collected", multiprocess_mode="livemostrecent")
 REDIS_MAXMEMORY = Gauge("offload_redis_maxmemory_bytes", "Redis's maxmemory (0: no limit set)",
                         multiprocess_mode="livemostrecent")
 
@@ -48,10 +54,11 @@ async def refresh(store: JobStore) -> None:
         stats = await store.queue_stats()
         async with asyncio.timeout(5):
             memory = await read_memory(store.redis)
+            batches, lines = await running_totals(store.redis)
     except (StoreUnavailable, RedisError, OSError, TimeoutError):
         for gauge in (QUEUE_DEPTH, QUEUE_OLDEST_AGE, JOBS_RUNNING):
             gauge.clear()
-        for gauge in (DEAD_LETTERS, REDIS_USED_MEMORY, REDIS_MAXMEMORY):
+        for gauge in (DEAD_LETTERS, REDIS_USED_MEMORY, REDIS_MAXMEMORY, BATCHES_RUNNING, BATCH_LINES_IN_FLIGHT):
             gauge.set(float("nan"))
         return
     for queue, info in stats["queues"].items():
@@ -62,6 +69,8 @@ async def refresh(store: JobStore) -> None:
     DEAD_LETTERS.set(stats["dead"])
     REDIS_USED_MEMORY.set(memory.used_bytes)
     REDIS_MAXMEMORY.set(memory.max_bytes)
+    BATCHES_RUNNING.set(batches)
+    BATCH_LINES_IN_FLIGHT.set(lines)
 
 
 async def refresh_forever(store: JobStore, interval_seconds: float) -> None:
