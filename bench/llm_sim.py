@@ -80,6 +80,7 @@ class Simulator:
 
         def run() -> None:
             self._loop = loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)  # the shutdown below gathers the connections' tasks on it
             loop.run_until_complete(self.serve())
             ready.set()
             loop.run_forever()
