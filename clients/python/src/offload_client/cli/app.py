@@ -37,7 +37,7 @@ from .follow import Followed, follow
 
 app = typer.Typer(
     name="offload",
-    help="Submit OCR and LLM jobs to Offload, follow them live, and inspect queues.",
+    help="Submit OCR, LLM and embedding jobs to Offload, follow them live, run batches, and inspect queues.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -375,3 +375,10 @@ def queues_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     with sync_client(ctx) as client:
         stats = client.queues()
     out.print(stats.model_dump_json(indent=2) if as_json else render.queues_view(stats), markup=False)
+
+
+# -- batches (cli/batch.py) ------------------------------------------------------------------------
+
+from .batch import batch_app  # noqa: E402 - its commands use this module's helpers
+
+app.add_typer(batch_app, name="batch")
