@@ -40,7 +40,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     doc.write_text("# B\n\n<!-- bench:submit -->\nold\n<!-- /bench:submit -->\n\n"
                    "<!-- bench:worker -->\nold\n<!-- /bench:worker -->\n\ntext kept\n")
     out = subprocess.run(
-        [sys.executable, "-m", "bench", "--profile", "quick", "--sections", "submit,worker,autoscale,sse",
+        [sys.executable, "-m", "bench", "--profile", "quick", "--sections", "submit,worker,autoscale,sse,llm_streams",
          "--systems", "offload,celery-guaranteed", "--out", str(tmp / "results.json"), "--charts", str(tmp / "charts"),
          "--doc", str(doc), "--logs", str(tmp / "logs")],
         cwd=REPO, capture_output=True, text=True, timeout=240)
@@ -93,6 +93,15 @@ def test_live_events_reach_every_follower_once_and_the_other_tenant_is_answered(
     assert sse["events_received"] == sse["events_sent"] and sse["events_sent"][0] >= sse["followers"]
     assert sse["errors"] == [0]
     assert sse["status_redis_connections"][0] <= 65  # the pool and the hub's one, not one per follower
+
+
+def test_llm_streams_ran_every_job_through_one_worker_and_the_direct_client(quick_run):
+    streams = quick_run["results"]["sections"]["llm_streams"]
+    assert streams["server_peak_in_flight"] == streams["jobs"]  # the quick run's 32 jobs all at once
+    for name in ("offload", "direct"):
+        assert streams["jobs_per_s"][name]["median"] > 0
+        assert streams["ttft_p50_ms"][name]["median"] >= streams["ttft_s"] * 1000  # never before the server's
+    assert streams["worker_rss_mib"]["processes"] == 1
 
 
 def test_report_writes_charts_and_fills_only_the_marked_tables(quick_run):

@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"jobs"},
     {"files"},
     {"batches"},
-    {"webhooks"},
+    {"webhooks", "pipelines"},
     {"maintenance"},
     {"worker"},
     {"web"},

@@ -42,6 +42,9 @@ def _seed(r: redis.Redis, state: JobState, *, at_last_attempt: bool, cancel_requ
         r.zadd(keys.DELAYED, {job_id: time.time() - (0 if leased else 1)})
     elif state is JobState.QUEUED:
         r.zadd(keys.PENDING, {job_id: 1.0})
+    elif state is JobState.WAITING:  # a pipeline step waiting for one step before it
+        record.update(message="{}", waits="1")
+        r.zadd(keys.WAITING, {job_id: "+inf"})
     r.hset(keys.job(job_id), mapping=record)
     r.hincrby(keys.tenant_usage("t1"), "active", 1)
     return job_id
@@ -85,6 +88,14 @@ def _actions(settings: Settings, r: redis.Redis):
                        counters_key=keys.COUNTERS, pending_key=keys.PENDING, job_id=job_id, since="1.0",
                        message="{}", message_tag="t4", now=repr(time.time()), events_maxlen=100)
 
+    def step_before_succeeds(job_id):
+        # The job waits for this one (finish.lua releases a step whose last wait ends).
+        before = _seed(r, JobState.RUNNING, at_last_attempt=False, cancel_requested=False, leased=True)
+        r.hset(keys.job(before), mapping={"pipeline_key": keys.pipeline("p1"), "pipeline_events":
+                                          keys.pipeline_events("p1"), "step": "0", "next": f'["{keys.job(job_id)}"]'})
+        r.hset(keys.pipeline("p1"), mapping={"total": "2", "open": "2"})
+        finish(JobState.SUCCEEDED)(before)
+
     return {
         "claim by the lease holder": lambda job_id: worker.claim(job_id, OWNER, JobType.LLM),
         "claim by another worker": lambda job_id: worker.claim(job_id, OTHER, JobType.LLM),
@@ -96,6 +107,7 @@ def _actions(settings: Settings, r: redis.Redis):
         "recover a lost run": lost,
         "move when due": move,
         "rescue a lost message": rescue,
+        "the step before it succeeds": step_before_succeeds,
     }
 
 

@@ -221,3 +221,18 @@ def test_openai_parameters_are_validated_at_submit(platform_factory, tmp_path):
     for bad in ({"top_p": 0}, {"stop": ["a", "b", "c", "d", "e"]}, {"presence_penalty": 3},
                 {"response_format": {"type": "json_schema"}}, {"response_format": {"type": "xml"}}):
         assert platform.submit_llm({**body(5), **bad}).status_code == 422, bad
+
+
+def test_warm_shutdown_drains_every_stream_in_flight(platform_factory, sim):
+    import signal
+
+    platform = platform_factory.start(workers=("llm",), worker_env={"llm": llm_env(sim)})
+    ids = submit_all(platform, [body(100)] * 16)  # ~2 s each
+    wait_for(lambda: sim.counters.in_flight == 16, 30, "16 streams in flight")
+    worker = platform.workers["llm"]
+    worker.signal(signal.SIGTERM)  # what the kubelet sends at scale-in
+    assert worker.proc.wait(60) == 0
+    jobs = [platform.job(job_id) for job_id in ids]
+    assert [j["state"] for j in jobs] == ["succeeded"] * 16
+    assert [j["attempts"] for j in jobs] == [1] * 16
+    assert sim.counters.completed == 16

@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     max_queued_per_tenant: int = Field(default=10_000, ge=1)
     max_queued_bytes_per_tenant: int = Field(default=1024 * 1024 * 1024, ge=1024)
 
+    # A document pipeline (POST /v1/pipelines) makes at most this many jobs (a per-page step
+    # makes one per page): every one is created, waiting, at submit.
+    pipeline_max_jobs: int = Field(default=500, ge=2)
+
     # Scheduled jobs (run_at / delay_seconds) may be due at most this far ahead.
     max_schedule_ahead_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     # How often the gateway moves due scheduled and retrying jobs onto their queues.

@@ -38,6 +38,7 @@ PRIORITY_ORDER: tuple[Priority, ...] = (Priority.HIGH, Priority.NORMAL, Priority
 
 
 class JobState(StrEnum):
+    WAITING = "waiting"  # a pipeline step waiting for the steps before it (pipelines/)
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
@@ -59,6 +60,8 @@ DELAYED_STATES: frozenset[JobState] = frozenset({JobState.SCHEDULED, JobState.RE
 # The only legal moves (DESIGN §3). The Lua scripts enforce the same table;
 # tests/core/test_transitions.py runs every script from every state and checks the two agree.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # A pipeline step is queued when the last step it waits for succeeds; it can be cancelled before.
+    JobState.WAITING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     # The delayed-set mover queues a scheduled job at its time; it can be cancelled before.
     JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),

@@ -19,9 +19,10 @@ from offload_core.web.problems import install_problem_handlers
 from offload_core.web.redis_memory import MemoryGuard
 from offload_core.web.routers import add_routes
 
-from .languages import InstalledLanguages
 from .batches import router as batches_router
 from .files import router as files_router
+from .languages import InstalledLanguages
+from .pipelines import router as pipelines_router
 from .routes import router as jobs_router
 from .uploads import FORM_OVERHEAD_BYTES
 
@@ -72,9 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              admit=memory_guard.refusal),
         ("POST", "/v1/files"): RouteLimit(settings.file_max_bytes + FORM_OVERHEAD_BYTES, admit=memory_guard.refusal),
         ("POST", "/v1/batches"): RouteLimit(64 * 1024, admit=memory_guard.refusal),
+        ("POST", "/v1/pipelines"): RouteLimit(settings.ocr_max_upload_bytes + FORM_OVERHEAD_BYTES,
+                                              admit=memory_guard.refusal),
     })
     install_observability(app, settings)
-    add_routes(app, health_router, jobs_router, files_router, batches_router)
+    add_routes(app, health_router, jobs_router, files_router, batches_router, pipelines_router)
     # The dashboard, served by the status service (another origin), cancels and requeues jobs
     # here with the user's key in an Authorization header (no cookies), so only that origin is let in.
     dashboard = urlsplit(settings.status_public_url)

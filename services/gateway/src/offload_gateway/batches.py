@@ -21,11 +21,10 @@ from offload_core.payloads.errors import PayloadUnavailable
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import STORE_DOWN_WRITE, STORE_RETRY_AFTER_SECONDS, ProblemError
 
+from .routes import PROBLEM
 from .submission import parse_callback
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
-
-_PROBLEM = {"content": {"application/problem+json": {}}}
 
 
 class CreateBatch(BaseModel):
@@ -50,10 +49,10 @@ def _refusal(exc: BatchRefused) -> ProblemError:
 
 
 @router.post("", responses={200: {"description": "The batch, in_progress"},
-                            400: {"description": "The input file was refused; `errors` names the lines", **_PROBLEM},
-                            404: {"description": "No such input file", **_PROBLEM},
-                            422: {"description": "Invalid endpoint, window or metadata", **_PROBLEM},
-                            429: {"description": "Too many batches running", **_PROBLEM}},
+                            400: {"description": "The input file was refused; `errors` names the lines", **PROBLEM},
+                            404: {"description": "No such input file", **PROBLEM},
+                            422: {"description": "Invalid endpoint, window or metadata", **PROBLEM},
+                            429: {"description": "Too many batches running", **PROBLEM}},
              summary="Create a batch from an uploaded file")
 async def create_batch(body: CreateBatch, caller: AuthenticatedCaller) -> dict[str, Any]:
     store, tenant = batches_of(caller), caller.principal.tenant
@@ -83,7 +82,7 @@ async def list_batches(caller: AuthenticatedCaller, after: str | None = None,
             "last_id": data[-1]["id"] if data else None, "has_more": more}
 
 
-@router.get("/{batch_id}", responses={404: {"description": "No such batch", **_PROBLEM}}, summary="A batch")
+@router.get("/{batch_id}", responses={404: {"description": "No such batch", **PROBLEM}}, summary="A batch")
 async def get_batch(batch_id: str, caller: AuthenticatedCaller) -> dict[str, Any]:
     store = batches_of(caller)
     batch = await store.get(batch_id, caller.principal.tenant)
@@ -92,8 +91,8 @@ async def get_batch(batch_id: str, caller: AuthenticatedCaller) -> dict[str, Any
     return await store.to_api(batch)
 
 
-@router.post("/{batch_id}/cancel", responses={404: {"description": "No such batch", **_PROBLEM},
-                                              409: {"description": "The batch has ended", **_PROBLEM}},
+@router.post("/{batch_id}/cancel", responses={404: {"description": "No such batch", **PROBLEM},
+                                              409: {"description": "The batch has ended", **PROBLEM}},
              summary="Cancel a batch: cancelling, then cancelled with the output so far")
 async def cancel_batch(batch_id: str, caller: AuthenticatedCaller) -> dict[str, Any]:
     store, tenant = batches_of(caller), caller.principal.tenant

@@ -20,11 +20,11 @@ from offload_core.payloads.errors import PayloadUnavailable
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import STORE_DOWN_WRITE, STORE_RETRY_AFTER_SECONDS, ProblemError
 
+from .routes import PROBLEM
 from .uploads import read_upload_form
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
 UPLOAD_SCHEMA = {
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file", "purpose"],
@@ -43,9 +43,9 @@ def _not_found(file_id: str) -> ProblemError:
     return ProblemError(404, "File not found", f"no file {file_id} for your tenant (it may have expired)")
 
 
-@router.post("", responses={200: {"description": "The file object"}, 413: {"description": "Too large", **_PROBLEM},
-                            422: {"description": "Missing file, empty file or another purpose", **_PROBLEM},
-                            429: {"description": "File count or byte quota reached", **_PROBLEM}},
+@router.post("", responses={200: {"description": "The file object"}, 413: {"description": "Too large", **PROBLEM},
+                            422: {"description": "Missing file, empty file or another purpose", **PROBLEM},
+                            429: {"description": "File count or byte quota reached", **PROBLEM}},
              openapi_extra=UPLOAD_SCHEMA, summary="Upload a file (purpose=batch)")
 async def upload_file(request: Request, caller: AuthenticatedCaller) -> JSONResponse:
     settings = caller.settings
@@ -95,12 +95,12 @@ async def _file(caller: AuthenticatedCaller, file_id: str) -> FileRecord:
     return record
 
 
-@router.get("/{file_id}", responses={404: {"description": "No such file", **_PROBLEM}}, summary="A file's object")
+@router.get("/{file_id}", responses={404: {"description": "No such file", **PROBLEM}}, summary="A file's object")
 async def get_file(file_id: str, caller: AuthenticatedCaller) -> dict[str, Any]:
     return (await _file(caller, file_id)).to_api()
 
 
-@router.get("/{file_id}/content", responses={404: {"description": "No such file", **_PROBLEM}},
+@router.get("/{file_id}/content", responses={404: {"description": "No such file", **PROBLEM}},
             summary="A file's bytes (streamed)")
 async def file_content(file_id: str, caller: AuthenticatedCaller) -> StreamingResponse:
     record = await _file(caller, file_id)
@@ -110,8 +110,8 @@ async def file_content(file_id: str, caller: AuthenticatedCaller) -> StreamingRe
                                       "Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.delete("/{file_id}", responses={404: {"description": "No such file", **_PROBLEM},
-                                        409: {"description": "A batch still reads it", **_PROBLEM}},
+@router.delete("/{file_id}", responses={404: {"description": "No such file", **PROBLEM},
+                                        409: {"description": "A batch still reads it", **PROBLEM}},
                summary="Delete a file")
 async def delete_file(file_id: str, caller: AuthenticatedCaller) -> dict[str, Any]:
     try:

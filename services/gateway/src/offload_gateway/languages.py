@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from offload_core.jobs import keys
 from offload_core.jobs.record import as_text
+from offload_core.web.problems import ProblemError
 
 log = logging.getLogger("offload.gateway.languages")
 
@@ -42,3 +43,11 @@ class InstalledLanguages:
         if self.known is None:
             return []
         return [code for code in languages.split("+") if code not in self.known]
+
+    def refuse_missing(self, languages: str, *, where: str = "") -> None:
+        """422, listing the installed ones, when an OCR worker would certainly refuse `languages`."""
+        if missing := self.missing(languages):
+            installed = sorted(self.known or ())
+            raise ProblemError(422, "Language not installed",
+                               f"{where}no OCR worker has {', '.join(missing)}; installed: {', '.join(installed)}",
+                               installed_languages=installed)

@@ -3,8 +3,7 @@ hands a `NewJob` to `submission.submit`, which stores and enqueues it in one ato
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
@@ -13,10 +12,9 @@ from pydantic import BaseModel, Field
 
 from offload_core.documents.formats import DocumentRejected, inspect
 from offload_core.documents.languages import parse_languages
+from offload_core.embed.request import EmbedParams, admit_embed
 from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.store import NewJob
-from offload_core.embed.request import EmbedParams, admit_embed
-from offload_core.errors import RequestRefused
 from offload_core.llm.admission import admit_llm
 from offload_core.llm.request import LlmParams
 from offload_core.observability.tracing import job_trace_context
@@ -28,6 +26,7 @@ from offload_core.web.problems import ProblemError
 
 from .submission import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    admitted,
     drop_payload,
     parse_callback,
     parse_idempotency_key,
@@ -39,8 +38,6 @@ from .submission import (
 from .uploads import read_ocr_form
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-T = TypeVar("T")
-
 # Read by the routes from the request's headers, and documented here: declared as a FastAPI
 # header parameter it cost ~4% of the submit path's CPU, validated on every request
 # (BENCHMARKS.md, "Sixth round"). parse_idempotency_key checks it.
@@ -50,21 +47,21 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
 }
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
+PROBLEM = {"content": {"application/problem+json": {}}}
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Replay of an earlier submission with the same Idempotency-Key"},
     202: {"description": "Accepted: stored and queued; follow the Location header"},
-    400: {"description": "Malformed JSON or multipart body, or invalid Idempotency-Key header", **_PROBLEM},
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    408: {"description": "Upload not completed in time", **_PROBLEM},
-    409: {"description": "Idempotency-Key reused with a different body", **_PROBLEM},
-    413: {"description": "Upload too large", **_PROBLEM},
-    415: {"description": "Unsupported media type (the LLM body must be application/json)", **_PROBLEM},
+    400: {"description": "Malformed JSON or multipart body, or invalid Idempotency-Key header", **PROBLEM},
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    408: {"description": "Upload not completed in time", **PROBLEM},
+    409: {"description": "Idempotency-Key reused with a different body", **PROBLEM},
+    413: {"description": "Upload too large", **PROBLEM},
+    415: {"description": "Unsupported media type (the LLM body must be application/json)", **PROBLEM},
     422: {"description": "Invalid request (an unknown or disallowed model, or an OCR language no worker has, "
-                         "lists the ones there are)", **_PROBLEM},
+                         "lists the ones there are)", **PROBLEM},
     429: {"description": "Rate limit, tokens-per-minute limit, queued-job or queued-bytes quota exceeded "
-                         "(see Retry-After)", **_PROBLEM},
-    503: {"description": "Job store unavailable (see Retry-After)", **_PROBLEM},
+                         "(see Retry-After)", **PROBLEM},
+    503: {"description": "Job store unavailable (see Retry-After)", **PROBLEM},
 }
 
 OCR_FORM_SCHEMA = {
@@ -110,11 +107,7 @@ async def submit_ocr(request: Request, caller: AuthenticatedCaller) -> JSONRespo
             languages = parse_languages(form.languages, settings.ocr_default_languages)
         except ValueError as exc:
             raise ProblemError(422, "Invalid languages", str(exc)) from None
-        installed = request.app.state.ocr_languages
-        if missing := installed.missing(languages):
-            raise ProblemError(422, "Language not installed",
-                               f"no OCR worker has {', '.join(missing)}; installed: {', '.join(sorted(installed.known))}",
-                               installed_languages=sorted(installed.known))
+        request.app.state.ocr_languages.refuse_missing(languages)
         priority = parse_priority(form.priority)
         callback = parse_callback(form.callback_url, settings, caller.principal.tenant)
         schedule = parse_schedule(form.run_at, form.delay_seconds, settings)
@@ -157,26 +150,17 @@ GATEWAY_ONLY_FIELDS = frozenset(Scheduling.model_fields)
 async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    admission = _admitted(lambda: admit_llm(body, settings, caller.principal.tenant))
-    route, cost = admission.route, admission.cost
+    admission = admitted(lambda: admit_llm(body, settings, caller.principal.tenant))
     callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
     schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
     # The stored request is the validated LlmParams part of the body, as the worker reads it.
     payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
-    summary = {"model": route.name, "max_tokens": body.max_tokens,
+    summary = {"model": admission.route.name, "max_tokens": body.max_tokens,
                "temperature": body.temperature, **schedule.asked}
     new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
                  params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
-                 tokens=cost, **job_trace_context())
+                 tokens=admission.cost, **job_trace_context())
     return await submit_with_payload(caller, new, payload)
-
-
-def _admitted(check: Callable[[], T]) -> T:
-    """Run a core admission check; what it refuses is a 422 that says what to fix."""
-    try:
-        return check()
-    except RequestRefused as exc:
-        raise ProblemError(422, exc.title, exc.detail, **exc.extra) from None
 
 
 class EmbedJobRequest(EmbedParams, Scheduling):
@@ -191,7 +175,7 @@ async def submit_embed(body: EmbedJobRequest, caller: AuthenticatedCaller, reque
     `model`, `usage`)."""
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    model = _admitted(lambda: admit_embed(body, settings))
+    model = admitted(lambda: admit_embed(body, settings))
     callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
     schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
     payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
@@ -207,7 +191,7 @@ class ProbeJobRequest(ProbeParams, Scheduling):
 
 
 @router.post("/probe", status_code=202, responses={**SUBMIT_RESPONSES, 403: {
-    "description": "Probe jobs are switched off, or only for admin tenants", **_PROBLEM}},
+    "description": "Probe jobs are switched off, or only for admin tenants", **PROBLEM}},
              openapi_extra={"parameters": [IDEMPOTENCY_KEY]}, summary="Submit a diagnostic probe job")
 async def submit_probe(body: ProbeJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
     """A job that sleeps (with progress, cancellable) and succeeds or fails as asked, run by any
@@ -232,15 +216,15 @@ async def submit_probe(body: ProbeJobRequest, caller: AuthenticatedCaller, reque
     return await submit(caller.store, new)
 
 
-_ID_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    404: {"description": "No such job for this tenant", **_PROBLEM},
-    409: {"description": "The job's state does not allow this", **_PROBLEM},
-    503: {"description": "Job store unavailable", **_PROBLEM},
+ID_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    404: {"description": "No such job for this tenant", **PROBLEM},
+    409: {"description": "The job's state does not allow this", **PROBLEM},
+    503: {"description": "Job store unavailable", **PROBLEM},
 }
 
 
-@router.delete("/{job_id}", responses={200: {"description": "Cancelled or cancelling"}, **_ID_RESPONSES},
+@router.delete("/{job_id}", responses={200: {"description": "Cancelled or cancelling"}, **ID_RESPONSES},
                summary="Cancel a job")
 async def cancel_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     store, principal = caller.store, caller.principal
@@ -258,7 +242,7 @@ async def cancel_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     return JSONResponse(body, status_code=200 if status == "cancelled" else 202)
 
 
-@router.post("/{job_id}/retry", responses={202: {"description": "Requeued"}, **_ID_RESPONSES},
+@router.post("/{job_id}/retry", responses={202: {"description": "Requeued"}, **ID_RESPONSES},
              summary="Requeue a failed or dead job")
 async def retry_job(job_id: str, caller: AuthenticatedCaller) -> JSONResponse:
     store, principal = caller.store, caller.principal

@@ -23,11 +23,13 @@ from offload_core.payloads.spool import SpooledPayload, SpoolFull, SpoolLimitExc
 from offload_core.settings import Settings
 from offload_core.web.problems import ProblemError
 
-FORM_OVERHEAD_BYTES = 64 * 1024  # room for the other form fields and multipart boundaries
+FORM_OVERHEAD_BYTES = 320 * 1024  # room for the other form fields (a pipeline's steps) and boundaries
 UPLOAD_DEADLINE_SECONDS = 120
-TEXT_FIELDS = ("languages", "priority", "callback_url", "run_at", "delay_seconds")
+TEXT_FIELDS = ("languages", "priority", "callback_url", "run_at", "delay_seconds", "pipeline")
 MAX_FIELDS = 8
 MAX_FIELD_BYTES = 16 * 1024  # one text field, and one part's headers
+# A pipeline's steps carry prompts: its field may be larger (spec.py bounds each prompt).
+FIELD_BYTES = {"pipeline": 256 * 1024}
 SPOOL_RETRY_AFTER_SECONDS = 5
 
 
@@ -41,6 +43,7 @@ class OcrForm:
     callback_url: str | None
     run_at: str | None = None
     delay_seconds: str | None = None
+    pipeline: str | None = None  # POST /v1/pipelines: the steps, as JSON
 
 
 def _too_large(limit: int) -> ProblemError:
@@ -142,8 +145,8 @@ class _OcrFormParser:
         text = self._part.text
         if text is None:
             self.pending.append(data[start:end])
-        elif len(text) + (end - start) > MAX_FIELD_BYTES:
-            raise _malformed(f"the form field '{self._part.name[:64]}' is larger than {MAX_FIELD_BYTES // 1024} KiB")
+        elif len(text) + (end - start) > (limit := FIELD_BYTES.get(self._part.name, MAX_FIELD_BYTES)):
+            raise _malformed(f"the form field '{self._part.name[:64]}' is larger than {limit // 1024} KiB")
         else:
             text += data[start:end]
 

@@ -16,6 +16,7 @@ from offload_core.web.routers import add_routes
 from .cluster_view import cluster_view_for
 from .dashboard import mount_dashboard
 from .event_hub import LiveEventHub
+from .pipelines import router as pipelines_router
 from .routes import router as status_router
 from .stream_slots import StreamSlots
 
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(RequestLimits, max_connections=settings.http_max_connections)
     install_observability(app, settings)
-    add_routes(app, health_router, status_router)
+    add_routes(app, health_router, status_router, pipelines_router)
     app.state.cluster_view = cluster_view_for(settings)  # GET /v1/queues shows it as `cluster`
     mount_dashboard(app, settings)
     return app

@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -151,10 +151,14 @@ class LiveEventHub:
     def followers(self) -> int:
         return sum(len(group) for group in self._followers.values())
 
-    @contextmanager
-    def follow(self, job_id: str, cursor: str) -> Iterator[Follower]:
+    def follow(self, job_id: str, cursor: str) -> AbstractContextManager[Follower]:
         """Follow a job's events past `cursor` for the length of the `with` block."""
-        follower = Follower(keys.events(job_id), cursor)
+        return self.follow_stream(keys.events(job_id), cursor)
+
+    @contextmanager
+    def follow_stream(self, key: str, cursor: str) -> Iterator[Follower]:
+        """Follow the events of the stream at `key` (a job's, a pipeline's) past `cursor`."""
+        follower = Follower(key, cursor)
         self._followers.setdefault(follower.key, set()).add(follower)
         self._cursor_moved(follower.key)
         self._wanted += 1

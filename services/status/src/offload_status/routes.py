@@ -18,12 +18,12 @@ from .sse import EVENT_ID, LiveEventResponse, job_event_stream, stream_deadline
 
 router = APIRouter(prefix="/v1", tags=["status"])
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
-_COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key", **_PROBLEM},
-    404: {"description": "No such job for this tenant", **_PROBLEM},
-    422: {"description": "Invalid request", **_PROBLEM},
-    503: {"description": "Job store unavailable (see Retry-After)", **_PROBLEM},
+PROBLEM = {"content": {"application/problem+json": {}}}
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    404: {"description": "No such job for this tenant", **PROBLEM},
+    422: {"description": "Invalid request", **PROBLEM},
+    503: {"description": "Job store unavailable (see Retry-After)", **PROBLEM},
 }
 
 
@@ -34,13 +34,13 @@ async def _own_job(store, job_id: str, tenant: str) -> Job:
     return job
 
 
-@router.get("/jobs/{job_id}", responses=_COMMON, summary="A job's state, progress, error and trace id")
+@router.get("/jobs/{job_id}", responses=COMMON_RESPONSES, summary="A job's state, progress, error and trace id")
 async def get_job(job_id: str, caller: AuthenticatedCaller) -> dict[str, Any]:
     job = await _own_job(caller.store, job_id, caller.principal.tenant)
     return job.to_api(status_base_url=caller.settings.status_public_url.rstrip("/"))
 
 
-@router.get("/jobs/{job_id}/result", responses={**_COMMON, 409: {"description": "Not succeeded (yet)", **_PROBLEM}},
+@router.get("/jobs/{job_id}/result", responses={**COMMON_RESPONSES, 409: {"description": "Not succeeded (yet)", **PROBLEM}},
             summary="The result of a succeeded job")
 async def get_result(job_id: str, caller: AuthenticatedCaller) -> Response:
     store = caller.store
@@ -56,13 +56,16 @@ async def get_result(job_id: str, caller: AuthenticatedCaller) -> Response:
     return Response(raw, media_type="application/json")
 
 
-@router.get("/jobs/{job_id}/events", responses={
-    **_COMMON, 200: {"content": {"text/event-stream": {}}},
-    400: {"description": "Invalid Last-Event-ID", **_PROBLEM},
+EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES, 200: {"content": {"text/event-stream": {}}},
+    400: {"description": "Invalid Last-Event-ID", **PROBLEM},
     429: {"description": "Your tenant has its limit of live streams open on this server (see Retry-After)",
-          **_PROBLEM},
+          **PROBLEM},
     503: {"description": "Job store unavailable, or this server has its limit of live streams open "
-                         "(see Retry-After)", **_PROBLEM}},
+                         "(see Retry-After)", **PROBLEM}}
+
+
+@router.get("/jobs/{job_id}/events", responses=EVENTS_RESPONSES,
     summary="Live events (SSE): replays history, follows live, resumes from Last-Event-ID")
 async def job_events(
     job_id: str, request: Request, caller: AuthenticatedCaller,
@@ -80,7 +83,7 @@ async def job_events(
     return LiveEventResponse(job_event_stream(store, request.app.state.event_hub, job_id, after, deadline), slot)
 
 
-@router.get("/jobs", responses=_COMMON, summary="Your jobs, newest first, with cursor paging")
+@router.get("/jobs", responses=COMMON_RESPONSES, summary="Your jobs, newest first, with cursor paging")
 async def list_jobs(
     caller: AuthenticatedCaller,
     state: JobState | None = None,
@@ -97,7 +100,7 @@ async def list_jobs(
     return {"jobs": [j.to_api(status_base_url=base) for j in jobs], "next_cursor": next_cursor}
 
 
-@router.get("/queues", responses=_COMMON, summary="Queue depth, oldest age, running and dead; wanted replicas")
+@router.get("/queues", responses=COMMON_RESPONSES, summary="Queue depth, oldest age, running and dead; wanted replicas")
 async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any]:
     settings = caller.settings
     stats = await caller.store.queue_stats()
@@ -118,7 +121,7 @@ async def queues(caller: AuthenticatedCaller, request: Request) -> dict[str, Any
     return stats
 
 
-@router.get("/dead-letters", responses=_COMMON, summary="Dead jobs, newest first (all tenants for admin keys)")
+@router.get("/dead-letters", responses=COMMON_RESPONSES, summary="Dead jobs, newest first (all tenants for admin keys)")
 async def dead_letters(caller: AuthenticatedCaller,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     principal = caller.principal
@@ -139,7 +142,7 @@ def _day(text: str | None, default: dt.date, name: str) -> dt.date:
         raise ProblemError(422, f"Invalid {name}", f"{name} must be a date, YYYY-MM-DD (UTC days)") from None
 
 
-@router.get("/usage", responses=_COMMON, summary="Your tenant's LLM token usage per model and day")
+@router.get("/usage", responses=COMMON_RESPONSES, summary="Your tenant's LLM token usage per model and day")
 async def usage(caller: AuthenticatedCaller,
                 from_: Annotated[str | None, Query(alias="from", max_length=10,
                                                    description="First day, YYYY-MM-DD (UTC); default: 29 days before `to`")] = None,

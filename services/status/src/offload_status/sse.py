@@ -1,4 +1,4 @@
-"""Server-sent events for one job: replay its stored events, then follow new ones live.
+"""Server-sent events for one job or pipeline: replay the stored events, then follow new ones live.
 
 Each event carries its Redis stream id as the SSE `id`, so a client that reconnects with
 `Last-Event-ID` continues exactly where it left off. The stream ends after the job's terminal
@@ -21,7 +21,9 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from offload_core.errors import StoreUnavailable
+from offload_core.jobs import keys
 from offload_core.jobs.store import JobStore
+from offload_core.pipelines.store import PipelineStore
 from offload_core.types import TERMINAL_STATES, EventKind
 
 from .event_hub import LiveEventHub
@@ -120,3 +122,46 @@ class LiveEventResponse(StreamingResponse):
         finally:
             self.slot.release()
             await self.body_iterator.aclose()  # leaves the hub now, not when the collector finds it
+
+
+# A pipeline's stream ends with its `end` event (succeeded, failed or cancelled), or with a
+# `blocked` one (a step failed: the pipeline waits for a retry, which a new stream follows).
+PIPELINE_LAST_KINDS = ("end", "blocked")
+
+
+async def pipeline_event_stream(store: PipelineStore, hub: LiveEventHub, pipeline_id: str, after: str,
+                                deadline: float, *, status_base_url: str) -> AsyncIterator[str]:
+    """A pipeline's live events: its jobs' moves (`state`: job, step, page, state), `blocked`
+    when a step failed, and `end`. A stream from the start opens with the pipeline as it is
+    (`pipeline`, id 0-1: what GET /v1/pipelines/{id} gives)."""
+    yield f"retry: {RECONNECT_MS}\n\n"
+    if after == "0-0":
+        view = await store.get(pipeline_id, None)
+        if view is None:
+            return
+        yield format_event("0-1", "pipeline", json.dumps(view.to_api(status_base_url=status_base_url)))
+    cursor = after if after != "0-1" else "0-0"
+    while True:
+        rows = await store.events(pipeline_id, after=cursor, count=REPLAY_PAGE)
+        for event_id, kind, data in rows:
+            yield format_event(event_id, kind, data)
+            cursor = event_id
+        if len(rows) < REPLAY_PAGE:
+            break
+    view = await store.get(pipeline_id, None)
+    if view is None or view.state in ("succeeded", "failed", "cancelled"):
+        return
+    loop = asyncio.get_running_loop()
+    with hub.follow_stream(keys.pipeline_events(pipeline_id), cursor) as follower:
+        while True:
+            left = deadline - loop.time()
+            if left <= 0 or follower.cut_off:
+                yield f": resume with Last-Event-ID\nretry: {random.randint(*RESUME_MS)}\n\n"
+                return
+            events = await follower.next(min(KEEPALIVE_SECONDS, left))
+            for event_id, kind, data in events:
+                yield format_event(event_id, kind, data)
+                if kind in PIPELINE_LAST_KINDS:
+                    return
+            if not events and not follower.cut_off and deadline > loop.time():
+                yield ": keepalive\n\n"

@@ -3,7 +3,8 @@ queue, then the embed queue, then the probe queue (SERVED_BY).
 
 With the `openai` backend one process keeps OFFLOAD_LLM_MAX_IN_FLIGHT streams going, a thread
 each (each its own worker identity; docs/architecture.md, "Many streams per process"): an HTTP
-stream waits on the network, not the CPU. The in-process `llamacpp` backend keeps one job per
+stream waits on the network, not the CPU. (OFFLOAD_WORKER_POOL=prefork, set explicitly, still
+gives a process per stream.) The in-process `llamacpp` backend keeps one job per
 process (OFFLOAD_WORKER_POOL, OFFLOAD_WORKER_CONCURRENCY): a generation uses the CPU it has.
 """
 
@@ -20,12 +21,15 @@ log = logging.getLogger("offload.worker.llm")
 
 
 def llm_pool(settings: Settings) -> tuple[str, int]:
-    if settings.llm_backend == "openai":
-        if (settings.worker_pool, settings.worker_concurrency) != ("prefork", 1):
-            log.info("the openai backend runs OFFLOAD_LLM_MAX_IN_FLIGHT (%d) streams on threads; "
-                     "OFFLOAD_WORKER_POOL and OFFLOAD_WORKER_CONCURRENCY apply to the llamacpp backend",
-                     settings.llm_max_in_flight)
+    """openai: threads, OFFLOAD_LLM_MAX_IN_FLIGHT of them, unless OFFLOAD_WORKER_POOL says
+    otherwise (prefork then runs OFFLOAD_WORKER_CONCURRENCY processes, a stream each).
+    llamacpp: OFFLOAD_WORKER_POOL and OFFLOAD_WORKER_CONCURRENCY as they are."""
+    if settings.llm_backend != "openai":
+        return configured_pool(settings)
+    pool = settings.worker_pool if "worker_pool" in settings.model_fields_set else "threads"
+    if pool == "threads":
         return "threads", settings.llm_max_in_flight
+    log.info("the openai backend on the %s pool: %d stream(s) per pod", pool, settings.worker_concurrency)
     return configured_pool(settings)
 
 

@@ -18,7 +18,7 @@ from offload_core.files.store import EXPIRY_GRACE_SECONDS, FileStore
 from offload_core.jobs import keys
 from offload_core.jobs.record import as_text
 from offload_core.jobs.scripts import LuaScript
-from offload_core.jobs.store import JobStore, _unavailable_as_error
+from offload_core.jobs.store import JobStore, unavailable_as_error
 from offload_core.types import Priority
 
 _SCRIPTS = Path(__file__).parent / "scripts"
@@ -102,7 +102,7 @@ class BatchStore:
                             times={"in_progress_at": now})
         # The input file lives as long as the batch may run, and a day more.
         file_expires = max(record.expires_at, batch.expires_at + EXPIRY_GRACE_SECONDS)
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             status = as_text(await self._create(
                 batch_key=keys.batch(batch.id), tenant_batches_key=keys.tenant_batches(tenant),
                 usage_key=keys.tenant_usage(tenant), batches_key=keys.BATCHES, file_key=keys.file(record.id),
@@ -117,14 +117,14 @@ class BatchStore:
                                "running; wait for one to end", retry_after=60)
         # Batches that ended longer ago than their records are kept are gone: their ids leave the index.
         cutoff = now - s.file_retention_seconds - COMPLETION_WINDOWS["24h"] - EXPIRY_GRACE_SECONDS
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             await self.redis.zremrangebyscore(keys.tenant_batches(tenant), "-inf", repr(cutoff))
         return batch
 
     async def get(self, batch_id: str, tenant: str | None) -> BatchRecord | None:
         if not _ID.match(batch_id):
             return None
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             batch = BatchRecord.from_values(await self.redis.hmget(keys.batch(batch_id), FIELDS))
         if batch is None or (tenant is not None and batch.tenant != tenant):
             return None
@@ -134,7 +134,7 @@ class BatchStore:
         """The batch object, with live counts while it runs."""
         if not batch.active:
             return batch.to_api()
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             pipe.hlen(keys.batch_output(batch.id))
             pipe.hlen(keys.batch_errors(batch.id))
@@ -144,7 +144,7 @@ class BatchStore:
     async def list(self, tenant: str, *, after: str | None, limit: int) -> tuple[list[BatchRecord], bool]:
         """The tenant's batches, newest first, after the batch `after`; and whether more follow."""
         index = keys.tenant_batches(tenant)
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             start = 0
             if after:
                 rank = await self.redis.zrevrank(index, after)
@@ -162,7 +162,7 @@ class BatchStore:
         """('cancelling' | 'refused' | 'missing', the status when refused)."""
         if not _ID.match(batch_id):
             return "missing", ""
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             out = await self._cancel(batch_key=keys.batch(batch_id), tenant=tenant, now=repr(time.time()))
         return as_text(out[0]), as_text(out[1]) if len(out) > 1 else ""
 

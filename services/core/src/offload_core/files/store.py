@@ -18,14 +18,12 @@ from typing import BinaryIO, Protocol
 import anyio
 import redis.asyncio as aioredis
 from prometheus_client import Counter
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from offload_core.errors import StoreUnavailable
 from offload_core.files.record import FIELDS, FileRecord, fields_json
 from offload_core.jobs import keys
 from offload_core.jobs.record import as_text
 from offload_core.jobs.scripts import LuaScript
+from offload_core.jobs.store import unavailable_as_error
 from offload_core.payloads.errors import PayloadUnavailable
 from offload_core.payloads.ref import PayloadRef
 from offload_core.payloads.s3 import S3PayloadStore, goes_to_s3
@@ -79,7 +77,7 @@ class FileStore:
             ref = await self.payloads.put(f"{self.settings.s3_prefix}files/{file_id}", upload)
             content_ref = ref.to_json()
         else:
-            async with _unavailable():
+            async with unavailable_as_error():
                 with upload.open() as body:
                     while chunk := await anyio.to_thread.run_sync(body.read, CHUNK_BYTES):
                         await self._append(file_id, chunk)
@@ -99,7 +97,7 @@ class FileStore:
             existing = await self.get(file_id, tenant)
             if existing is not None:
                 return existing
-            async with _unavailable():
+            async with unavailable_as_error():
                 await self.redis.delete(keys.file_content(file_id))
         file_id, size = file_id or new_file_id(), 0
         async for chunk in chunks:
@@ -113,7 +111,7 @@ class FileStore:
         return record
 
     async def _append(self, file_id: str, chunk: bytes) -> None:
-        async with _unavailable():
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             pipe.append(keys.file_content(file_id), chunk)
             pipe.expire(keys.file_content(file_id), UPLOAD_TTL_SECONDS)
@@ -126,7 +124,7 @@ class FileStore:
 
     async def _commit(self, record: FileRecord, *, enforce: bool) -> str:
         s = self.settings
-        async with _unavailable():
+        async with unavailable_as_error():
             status = await self._create(
                 file_key=keys.file(record.id), content_key=keys.file_content(record.id),
                 tenant_files_key=keys.tenant_files(record.tenant), usage_key=keys.tenant_usage(record.tenant),
@@ -154,7 +152,7 @@ class FileStore:
     async def expire_due(self, now: float | None = None) -> int:
         """Delete the files whose time is up (the gateway's maintenance); returns how many."""
         now = time.time() if now is None else now
-        async with _unavailable():
+        async with unavailable_as_error():
             due = await self.redis.zrangebyscore(keys.FILES_EXPIRY, "-inf", repr(now), start=0, num=EXPIRE_BATCH)
         deleted = 0
         for file_id in map(as_text, due):
@@ -164,13 +162,13 @@ class FileStore:
                 FILES_DELETED.labels("expired").inc()
                 await self._drop_ref(as_text(out[1]))
             elif as_text(out[0]) == "in_use":  # a batch still reads it: looked at again in an hour
-                async with _unavailable():
+                async with unavailable_as_error():
                     await self.redis.zadd(keys.FILES_EXPIRY, {file_id: now + 3600}, xx=True)
         return deleted
 
     async def _delete_script(self, file_id: str, tenant: str, now: float | None = None) -> list:
         record_tenant = tenant or as_text(await self.redis.hget(keys.file(file_id), "tenant") or b"")
-        async with _unavailable():
+        async with unavailable_as_error():
             return await self._delete(
                 file_key=keys.file(file_id), content_key=keys.file_content(file_id),
                 tenant_files_key=keys.tenant_files(record_tenant), usage_key=keys.tenant_usage(record_tenant),
@@ -181,7 +179,7 @@ class FileStore:
         if record.content_ref:
             await self._drop_ref(record.content_ref)
         else:
-            async with _unavailable():
+            async with unavailable_as_error():
                 await self.redis.delete(keys.file_content(record.id))
 
     async def _drop_ref(self, content_ref: str) -> None:
@@ -197,7 +195,7 @@ class FileStore:
         """The file, or None when there is none or it is another tenant's."""
         if not _ID.match(file_id):
             return None
-        async with _unavailable():
+        async with unavailable_as_error():
             record = FileRecord.from_values(await self.redis.hmget(keys.file(file_id), FIELDS))
         if record is None or (tenant is not None and record.tenant != tenant):
             return None
@@ -207,7 +205,7 @@ class FileStore:
                    newest_first: bool = True) -> tuple[list[FileRecord], bool]:
         """The tenant's files after the file `after` (OpenAI's cursor), and whether more follow."""
         index = keys.tenant_files(tenant)
-        async with _unavailable():
+        async with unavailable_as_error():
             start = 0
             if after:
                 rank = await (self.redis.zrevrank(index, after) if newest_first else self.redis.zrank(index, after))
@@ -239,7 +237,7 @@ class FileStore:
             return await self.payloads.aget_range(ref, start, length)
         if length <= 0:
             return b""
-        async with _unavailable():
+        async with unavailable_as_error():
             return await self.redis.getrange(keys.file_content(record.id), start, start + length - 1)
 
     async def stream(self, record: FileRecord) -> AsyncIterator[bytes]:
@@ -256,15 +254,3 @@ class FileStore:
                 return  # deleted while it was read: the client sees a short body
             position += len(chunk)
             yield chunk
-
-
-class _unavailable:
-    """Redis failures as StoreUnavailable (-> 503 + Retry-After)."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
-        if exc is not None and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
-            raise StoreUnavailable(str(exc)) from exc
-        return False

@@ -14,6 +14,8 @@
     offload:idem:{t}:{key}        string  "<job id> <body digest>" for Idempotency-Key
     offload:pending               zset    queued job ids by when they were queued (lost-message sweep)
     offload:delayed               zset    scheduled and retrying job ids by when they are due (mover)
+    offload:waiting               zset    pipeline steps waiting for the steps before them, scored by
+                                          when to cancel them (+inf while they can still run)
     offload:running:{type}        zset    running job ids by when their lease lapses (ms); a lapsed
                                           one's worker is gone (the lease reaper)
     offload:dead                  zset    dead job ids of every tenant by time of death
@@ -21,8 +23,10 @@
                                           next delivery attempt is due (maintenance/webhooks.py)
     offload:counters              hash    lifetime totals, `<type>:<outcome>`
     offload:stats:{m}             string  a snapshot of the counters taken in minute m (throughput)
-    offload:pipeline:{id}         hash    a pipeline: its steps as asked, its jobs by step, what is left
-    offload:pipeline:{id}:events  stream  its steps' state changes and its end, capped
+    offload:pipeline:{id}         hash    a pipeline: its steps and their jobs, how many jobs are open
+                                          and succeeded; expires `retention_seconds` after its last job ends
+    offload:pipeline:{id}:events  stream  its jobs' state changes and its end, capped
+    offload:tenant:{t}:pipelines  zset    the tenant's pipeline ids by creation time
     offload:file:{id}             hash    a file (Files API): name, purpose, size, tenant, expiry, the
                                           batch reading it (`pinned_by`), its S3 object (`content_ref`)
     offload:file:{id}:content     string  its bytes, when they are not in S3 (read in ranges)
@@ -66,6 +70,7 @@ DEAD = f"{PREFIX}:dead"
 COUNTERS = f"{PREFIX}:counters"
 PENDING = f"{PREFIX}:pending"
 DELAYED = f"{PREFIX}:delayed"
+WAITING = f"{PREFIX}:waiting"
 BATCHES = f"{PREFIX}:batches"
 FILES_EXPIRY = f"{PREFIX}:files:expiry"
 WEBHOOKS = f"{PREFIX}:webhooks"
@@ -143,7 +148,7 @@ def finish_keys(job_id: str, job_type: JobType | str, tenant: str, queue: str, *
     return dict(
         job_key=job(job_id), events_key=events(job_id), running_key=running(job_type),
         usage_key=tenant_usage(tenant), counters_key=COUNTERS, dead_key=DEAD, tenant_dead_key=tenant_dead(tenant),
-        delayed_key=DELAYED, pending_key=PENDING, queue_key=queue, webhooks_key=WEBHOOKS,
+        delayed_key=DELAYED, pending_key=PENDING, waiting_key=WAITING, queue_key=queue, webhooks_key=WEBHOOKS,
         unacked_key=KOMBU_UNACKED, unacked_index_key=KOMBU_UNACKED_INDEX,
         tokens_key=tenant_tokens(tenant, usage_day(time.time() if now is None else now)),
     )
@@ -155,6 +160,10 @@ def pipeline(pipeline_id: str) -> str:
 
 def pipeline_events(pipeline_id: str) -> str:
     return f"{PREFIX}:pipeline:{pipeline_id}:events"
+
+
+def tenant_pipelines(tenant: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}:pipelines"
 
 
 def file(file_id: str) -> str:

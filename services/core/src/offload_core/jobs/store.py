@@ -83,7 +83,7 @@ def connect(settings: Settings, **kwargs: Any) -> aioredis.Redis:
         socket_connect_timeout=2,
         # No socket timeout (redis-py 8 defaults to 5 s, so it must be said): redis-py would wrap
         # every send and read in its own asyncio.wait_for (~14 % of the gateway's CPU under load).
-        # Each store call has one deadline instead (_unavailable_as_error).
+        # Each store call has one deadline instead (unavailable_as_error).
         socket_timeout=None,
         health_check_interval=15,
         retry_on_timeout=False,
@@ -134,7 +134,7 @@ class JobStore:
         with publish_span(TASK_NAMES[new.type], queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=new.type, queue=queue,
                                          tenant=new.tenant, headers=trace_headers, delivery_tag=tag)
-            async with _unavailable_as_error(deadline=False):  # the batch keeps the deadline
+            async with unavailable_as_error(deadline=False):  # the batch keeps the deadline
                 submit_keys, submit_args = scripts.SUBMIT.layout(dict(
                     idem_key=keys.idempotency(new.tenant, idem), rate_key=keys.tenant_rate(new.tenant, minute),
                     usage_key=keys.tenant_usage(new.tenant), job_key=keys.job(job_id), queue_key=queue,
@@ -162,12 +162,12 @@ class JobStore:
 
     async def cancel(self, job_id: str, tenant: str) -> tuple[str, str | None]:
         """Cancel for `tenant`: ("cancelled" | "cancelling" | "terminal" | "missing", the job's state)."""
-        if not _looks_like_id(job_id):
+        if not looks_like_id(job_id):
             return "missing", None
         job = await self.get(job_id, tenant)
         if job is None:
             return "missing", None
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             out = await self._finish(**keys.finish_keys(job.id, job.type, job.tenant, job.queue), mode="cancel", worker_id="", tenant=tenant,
                                      new_state="cancelled", now=repr(time.time()), result_json="", error_json="null",
                                      retry_at="", message="", message_tag="", tokens="", **self._finish_limits())
@@ -186,11 +186,12 @@ class JobStore:
         with publish_span(TASK_NAMES[job.type], job.queue, job_id) as trace_headers:
             message = build_task_message(self.app, job_id=job_id, job_type=job.type, queue=job.queue,
                                          tenant=job.tenant, headers=trace_headers, delivery_tag=tag)
-            async with _unavailable_as_error():
+            async with unavailable_as_error():
                 out = await self._requeue(
                     job_key=keys.job(job_id), events_key=keys.events(job_id),
                     usage_key=keys.tenant_usage(job.tenant), dead_key=keys.DEAD,
                     tenant_dead_key=keys.tenant_dead(job.tenant), queue_key=job.queue, pending_key=keys.PENDING,
+                    waiting_key=keys.WAITING,
                     tenant=tenant or "", now=repr(time.time()), message=message, message_tag=tag,
                     events_maxlen=s.events_maxlen, max_active=s.max_queued_per_tenant,
                     max_bytes=s.max_queued_bytes_per_tenant, trace_id=current_trace_id() or "",
@@ -206,9 +207,9 @@ class JobStore:
 
     async def get(self, job_id: str, tenant: str | None) -> Job | None:
         """The job, or None when it does not exist or belongs to another tenant."""
-        if not _looks_like_id(job_id):
+        if not looks_like_id(job_id):
             return None
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             values = await self.redis.hmget(keys.job(job_id), RECORD_FIELDS)
         job = from_fields(values)
         if job is None or (tenant is not None and job.tenant != tenant):
@@ -216,7 +217,7 @@ class JobStore:
         return job
 
     async def result(self, job_id: str) -> bytes | None:
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             return await self.redis.hget(keys.job(job_id), "result") or None
 
     async def list_jobs(
@@ -231,11 +232,11 @@ class JobStore:
         and still have a next cursor.
         """
         index = keys.tenant_jobs(tenant)
-        after_score, after_id = _parse_cursor(cursor)
+        after_score, after_id = parse_cursor(cursor)
         upper = repr(after_score) if after_score is not None else "+inf"
         found: list[Job] = []
         scanned = 0
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             while True:
                 batch = await self.redis.zrevrangebyscore(index, upper, "-inf", start=0, num=limit + 1, withscores=True)
                 batch = [(as_text(m), sc) for m, sc in batch
@@ -259,7 +260,7 @@ class JobStore:
     async def events(self, job_id: str, after: str = "0-0", count: int = 500) -> list[tuple[str, str, str]]:
         """The job's events after the given event id: (id, kind, data json). See jobs/events.py
         for the two that come from the record."""
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             pipe.xrange(keys.events(job_id), min=f"({after}" if after != "0-0" else "-", count=count)
             pipe.hmget(keys.job(job_id), REPLAY_FIELDS)
@@ -271,7 +272,7 @@ class JobStore:
     async def token_usage(self, tenant: str, days: list[str]) -> dict[str, dict[str, dict[str, int]]]:
         """The tenant's LLM token counters of each day (YYYYMMDD) that has any:
         {day: {model: {"prompt_tokens", "completion_tokens", "jobs"}}}."""
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             for day in days:
                 pipe.hgetall(keys.tenant_tokens(tenant, day))
@@ -290,7 +291,7 @@ class JobStore:
         """Depth and age of the oldest message per queue; running, scheduled or retrying, and dead
         counts; the lifetime counters."""
         now = time.time()
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             pipe = self.redis.pipeline(transaction=False)
             for q in ALL_QUEUES:
                 pipe.llen(q)
@@ -328,7 +329,7 @@ class JobStore:
     async def dead_jobs(self, tenant: str | None, limit: int = 100) -> list[Job]:
         """The newest dead jobs of `tenant` (every tenant's for None: an admin), in one round trip."""
         index = keys.DEAD if tenant is None else keys.tenant_dead(tenant)
-        async with _unavailable_as_error():
+        async with unavailable_as_error():
             flat = await self._dead_letters(dead_index_key=index, limit=limit, job_key_prefix=keys.job(""),
                                             extra_args=RECORD_FIELDS)
         width = 1 + len(RECORD_FIELDS)
@@ -337,7 +338,7 @@ class JobStore:
 
     async def ping(self) -> bool:
         try:
-            async with _unavailable_as_error():
+            async with unavailable_as_error():
                 return bool(await self.redis.ping())
         except (StoreUnavailable, RedisError, OSError):
             return False
@@ -350,7 +351,7 @@ REPLAY_FIELDS = ("state", "created_at", "run_at", "finished_at", "error", "final
 STORE_TIMEOUT_SECONDS = 5.0
 
 
-class _unavailable_as_error:
+class unavailable_as_error:
     """Turn Redis failures, and a Redis that does not answer within STORE_TIMEOUT_SECONDS,
     into StoreUnavailable (-> 503 + Retry-After): one deadline for the whole store call.
 
@@ -375,7 +376,7 @@ class _unavailable_as_error:
         return False
 
 
-def _parse_cursor(cursor: str | None) -> tuple[float | None, str | None]:
+def parse_cursor(cursor: str | None) -> tuple[float | None, str | None]:
     if not cursor:
         return None, None
     score, _, member = cursor.partition("|")
@@ -394,7 +395,7 @@ def _message_job_id(raw: bytes | None) -> str | None:
         return None
 
 
-def _looks_like_id(job_id: str) -> bool:
+def looks_like_id(job_id: str) -> bool:
     try:
         uuid.UUID(job_id)
     except (ValueError, AttributeError):

@@ -2,6 +2,7 @@
 
     task              every                          on
     mover             delayed_poll_seconds (0.25 s)  every replica (each move checks first)
+    waiting sweep     delayed_poll_seconds           every replica (each cancel checks first)
     webhooks          delayed_poll_seconds           every replica (each delivery is leased)
     lease reaper      lease_reaper_seconds (5 s)     every replica (each recovery checks first)
     lost-message      lost_message_sweep_seconds     one replica per interval (a Redis lock)
@@ -37,6 +38,7 @@ from offload_core.maintenance.leases import LeaseReaper
 from offload_core.maintenance.mover import DelayedMover
 from offload_core.maintenance.reconcile import Reconciler
 from offload_core.maintenance.sweeper import LostMessageSweeper
+from offload_core.maintenance.waiting import WaitingSweep
 from offload_core.maintenance.webhooks import WebhookDispatcher
 
 log = logging.getLogger("offload.maintenance")
@@ -51,6 +53,7 @@ class Maintenance:
         self.store, self.settings = store, s
         self.batches = BatchCoordinator(batches) if batches is not None else None
         self.mover = DelayedMover(store.redis, s)
+        self.waiting = WaitingSweep(store.redis, s)
         self.reaper = LeaseReaper(store.redis, s, store.app)
         self.webhooks = WebhookDispatcher(store.redis, s)
         self.sweeper = LostMessageSweeper(store, interval_seconds=s.lost_message_sweep_seconds)
@@ -61,6 +64,7 @@ class Maintenance:
         s = self.settings
         out: list[tuple[str, float, Callable[[], Awaitable[Any]], bool]] = [
             ("mover", s.delayed_poll_seconds, self.mover.move_due, False),
+            ("waiting-sweep", s.delayed_poll_seconds, self.waiting.cancel_due, False),
             ("webhooks", s.delayed_poll_seconds, self.webhooks.dispatch_due, False),
             ("lease-reaper", s.lease_reaper_seconds, self.reaper.reap, False),
         ]

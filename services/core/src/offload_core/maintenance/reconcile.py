@@ -4,16 +4,16 @@ indexes of expired jobs are trimmed.
 A tenant's `usage` hash (unfinished jobs, their input bytes) is kept by the scripts, in the same
 atomic step as each job's move, so it only drifts if data is lost or deleted by hand. Every
 `reconcile_seconds` one gateway replica takes one consistent snapshot (a MULTI/EXEC transaction)
-of every unfinished job id (the pending, delayed and running indexes hold exactly the queued,
-scheduled or retrying, and running jobs) together with the tenants' usage hashes and file
-indexes, counts each tenant's jobs and bytes from the records, and its files' bytes (a job's
-tenant and size, and a file's size, never change), and corrects
+of every unfinished job id (the pending, delayed, waiting and running indexes hold exactly the
+queued, scheduled or retrying, waiting, and running jobs) together with the tenants' usage hashes
+and file indexes, counts each tenant's jobs and bytes from the records, and its files' bytes (a
+job's tenant and size, and a file's size, never change), and corrects
 the difference with HINCRBY (increments made since the snapshot commute with it). The drift
 found is exported (`offload_quota_drift_*`). Cost: the snapshot reads every unfinished job id in
 one call (a few ms per 10,000), then their records in pipelined chunks.
 
-It also trims what expiry leaves behind: a tenant's job index keeps the ids of records that
-expired (they are dropped here, `TRIM_CHUNK` at a time), and the dead-letter sets keep the ids of
+It also trims what expiry leaves behind: a tenant's job and pipeline indexes keep the ids of
+records that expired (they are dropped here, `TRIM_CHUNK` at a time), and the dead-letter sets keep the ids of
 dead jobs whose records expired (their death was more than `retention_seconds` ago).
 """
 
@@ -69,7 +69,7 @@ class Reconciler:
         return report
 
     async def _correct_usage(self, report: ReconcileReport) -> None:
-        indexes = [keys.PENDING, keys.DELAYED, *(keys.running(t) for t in JobType)]
+        indexes = [keys.PENDING, keys.DELAYED, keys.WAITING, *(keys.running(t) for t in JobType)]
         known = self.known_tenants()
         async with self.redis.pipeline(transaction=True) as pipe:
             for index in indexes:
@@ -147,19 +147,20 @@ class Reconciler:
             pipe.zremrangebyscore(keys.tenant_dead(tenant), "-inf", expired_before)
         report.trimmed += sum(await pipe.execute())
         for tenant in tenants:
-            report.trimmed += await self._trim_job_index(tenant, expired_before)
+            report.trimmed += await self._trim_index(keys.tenant_jobs(tenant), keys.job, expired_before)
+            report.trimmed += await self._trim_index(keys.tenant_pipelines(tenant), keys.pipeline, expired_before)
 
-    async def _trim_job_index(self, tenant: str, created_before: float) -> int:
-        """Drop the ids of expired records among the tenant's jobs created before the cutoff (a
-        job that old is either finished and expired, or still unfinished and kept)."""
-        index, removed, looked, upper = keys.tenant_jobs(tenant), 0, 0, repr(created_before)
+    async def _trim_index(self, index: str, record_key: Callable[[str], str], created_before: float) -> int:
+        """Drop the ids of expired records among an index's entries created before the cutoff (a
+        job or pipeline that old is either finished and expired, or still unfinished and kept)."""
+        removed, looked, upper = 0, 0, repr(created_before)
         while looked < TRIM_LIMIT:
             batch = await self.redis.zrevrangebyscore(index, upper, "-inf", start=0, num=TRIM_CHUNK, withscores=True)
             if not batch:
                 break
             pipe = self.redis.pipeline(transaction=False)
             for member, _ in batch:
-                pipe.exists(keys.job(as_text(member)))
+                pipe.exists(record_key(as_text(member)))
             gone = [member for (member, _), exists in zip(batch, await pipe.execute()) if not exists]
             if gone:
                 removed += await self.redis.zrem(index, *gone)

@@ -370,8 +370,10 @@ class JobRunner:
         run's own thread then finds its lease lost and writes nothing more."""
         lease.timed_out = True
         lease.lost.set()
+        # This thread has no span of the run: the retry's message carries the job's trace.
         self._retry_or_die(store, job, wid, RetryableJobError(
-            f"the job was stopped at its hard time limit of {hard} s", error_type="TimeLimitExceeded"))
+            f"the job was stopped at its hard time limit of {hard} s", error_type="TimeLimitExceeded"),
+            trace_headers=job_trace_headers(job.trace_id))
         lease.abort()
 
     def _finish(self, store: WorkerJobStore, job: Job, wid: str, state: JobState, *,

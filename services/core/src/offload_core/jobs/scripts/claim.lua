@@ -20,7 +20,7 @@ local state = h['state']
 if state == 'succeeded' or state == 'failed' or state == 'dead' or state == 'cancelled' then
   return {'terminal', state}
 end
-if state == 'scheduled' or state == 'retrying' then return {'waiting', state} end
+if state == 'scheduled' or state == 'retrying' or state == 'waiting' then return {'waiting', state} end
 local attempts, max_attempts = tonumber(h['attempts'] or '0'), tonumber(h['max_attempts'] or '1')
 local intent = 'run'
 if state == 'running' then
@@ -42,6 +42,11 @@ redis.call('ZADD', running_key, tonumber(now) + tonumber(lease_seconds), h['id']
 if intent == 'run' then
   redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state',
              'data', '{"state":"running","at":' .. now .. ',"attempt":' .. attempts .. '}')
+  if h['pipeline_events'] then -- a pipeline step: its pipeline's followers see it start
+    redis.call('XADD', h['pipeline_events'], 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state', 'data',
+               '{"job":"' .. h['id'] .. '","step":' .. h['step'] .. ',"page":' .. (h['page'] or 'null')
+               .. ',"state":"running","at":' .. now .. ',"attempt":' .. attempts .. '}')
+  end
 end
 local out = {'claimed', intent}
 for k, v in pairs(h) do

@@ -1,10 +1,11 @@
 -- Requeue a failed or dead job (POST /v1/jobs/{id}/retry). tenant: '' acts for an admin (any
 -- tenant's job; `usage_key` and `tenant_dead_key` must then be the job's own tenant's, which the
 -- caller read first). trace_id: the requeue request's trace ('' for none): the next run joins it.
--- The job counts toward its tenant's quotas again, and its keys stop expiring.
+-- The job counts toward its tenant's quotas again, and its keys stop expiring. A pipeline step
+-- reopens its pipeline (finish.lua parked the steps after it; they wait for it again).
 -- Returns {'queued'} | {'not_requeueable', state} | {'missing'} | {'expired'} | {'quota_exceeded'}
 --   | {'bytes_exceeded'}
-local job_key, events_key, usage_key, dead_key, tenant_dead_key, queue_key, pending_key = unpack(KEYS)
+local job_key, events_key, usage_key, dead_key, tenant_dead_key, queue_key, pending_key, waiting_key = unpack(KEYS)
 local tenant, now, message, message_tag, events_maxlen, max_active, max_bytes, trace_id = unpack(ARGV)
 
 local h = redis.call('HMGET', job_key, 'state', 'tenant', 'id', 'payload_bytes', 'payload_ref', 'trace_id')
@@ -39,4 +40,23 @@ if trace_id ~= '' then
 end
 redis.call('XADD', events_key, 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state',
            'data', '{"state":"queued","at":' .. now .. extra .. '}')
+local p = redis.call('HMGET', job_key, 'pipeline_key', 'pipeline_events', 'next', 'step', 'page')
+if p[1] then
+  -- A pipeline step: its pipeline is open again, and the steps parked behind it can run once no
+  -- other step they wait for has failed.
+  for _, dep_key in ipairs(cjson.decode(p[3] or '[]')) do
+    local d = redis.call('HMGET', dep_key, 'state', 'id')
+    if d[1] == 'waiting' and redis.call('HINCRBY', dep_key, 'blocked', -1) <= 0 then
+      redis.call('ZADD', waiting_key, 'XX', '+inf', d[2])
+    end
+  end
+  redis.call('HINCRBY', p[1], 'open', 1)
+  redis.call('HINCRBY', p[1], 'failed', -1)
+  redis.call('HDEL', p[1], 'ended_at', 'outcome')
+  redis.call('PERSIST', p[1])
+  redis.call('PERSIST', p[2])
+  redis.call('XADD', p[2], 'MAXLEN', '~', events_maxlen, '*', 'kind', 'state', 'data',
+             '{"job":"' .. h[3] .. '","step":' .. p[4] .. ',"page":' .. (p[5] or 'null')
+             .. ',"state":"queued","at":' .. now .. ',"requeued":true}')
+end
 return {'queued'}
