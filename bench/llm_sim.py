@@ -7,7 +7,9 @@ chunk (prompt tokens: the words of the messages; completion tokens: the tokens s
 all of them. It counts the requests in flight (now and at the peak) for tests of a global cap.
 
 A request whose last message starts with `HANG` sends two tokens, then nothing, until its client
-goes away: a server that hangs mid-stream.
+goes away: a server that hangs mid-stream. One whose last message starts with `FAIL-ONCE` is
+refused (400, OpenAI's error body) the first time that message is seen, and answered after: a
+request the server rejects, then accepts when sent again (a model reloaded, a fixed deployment).
 
 `POST /v1/embeddings` answers after the same time to first token with OpenAI's embeddings object:
 for each input a unit vector of `EMBED_DIM` floats derived from the text's SHA-256 (the same text
@@ -60,6 +62,7 @@ class Simulator:
         self.ttft, self.itl, self.host, self.port = ttft, itl, host, port
         self.counters = Counters()
         self.keep_bodies = keep_bodies
+        self._refused: set[str] = set()  # FAIL-ONCE messages refused once already
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -139,15 +142,20 @@ class Simulator:
     async def _complete(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: dict) -> None:
         c = self.counters
         c.requests += 1
+        messages = body.get("messages") or []
+        last_message = str(messages[-1].get("content", "")) if messages else ""
+        if last_message.startswith("FAIL-ONCE") and last_message not in self._refused:
+            self._refused.add(last_message)
+            self._json(writer, 400, {"error": {"message": "refused once (FAIL-ONCE)", "type": "invalid_request_error"}})
+            return
         c.in_flight += 1
         c.peak = max(c.peak, c.in_flight)
         model = str(body.get("model", MODEL))
         c.models[model] = c.models.get(model, 0) + 1
         c.bodies = (c.bodies + [body])[-self.keep_bodies:]
         try:
-            messages = body.get("messages") or []
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-            hang = bool(messages) and str(messages[-1].get("content", "")).startswith("HANG")
+            hang = last_message.startswith("HANG")
             n = int(body.get("max_tokens") or 16)
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             await writer.drain()

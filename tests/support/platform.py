@@ -74,6 +74,37 @@ class Platform:
         return httpx.post(f"{self.gateway.url}/v1/jobs/ocr", files={"file": (filename, data, content_type)},
                           data=fields or {}, headers=self.headers(tenant, **headers), timeout=60)
 
+    def submit_pipeline(self, data: bytes, steps: dict[str, Any], filename: str = "doc.pdf", tenant: str = "alice",
+                        **headers: str) -> httpx.Response:
+        return httpx.post(f"{self.gateway.url}/v1/pipelines", files={"file": (filename, data, "application/pdf")},
+                          data={"pipeline": json.dumps(steps)}, headers=self.headers(tenant, **headers), timeout=60)
+
+    def http_post(self, path: str, tenant: str = "alice", **kwargs: Any) -> httpx.Response:
+        """POST to the gateway as `tenant`."""
+        return httpx.post(f"{self.gateway.url}{path}", headers=self.headers(tenant), timeout=30, **kwargs)
+
+    def http_delete(self, path: str, tenant: str = "alice") -> httpx.Response:
+        return httpx.delete(f"{self.gateway.url}{path}", headers=self.headers(tenant), timeout=30)
+
+    def pipeline(self, pipeline_id: str, tenant: str = "alice") -> dict[str, Any]:
+        r = httpx.get(f"{self.status.url}/v1/pipelines/{pipeline_id}", headers=self.headers(tenant), timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_pipeline(self, pipeline_id: str, states: set[str], *, timeout: float = 180,
+                      tenant: str = "alice") -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        def done() -> bool:
+            seen.update(self.pipeline(pipeline_id, tenant))
+            return seen["state"] in states
+
+        try:
+            wait_for(done, timeout, f"pipeline {pipeline_id} to reach {sorted(states)}", interval=0.2)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last seen: {seen.get('state')} {seen.get('progress')}") from None
+        return seen
+
     def job(self, job_id: str, tenant: str = "alice") -> dict[str, Any]:
         r = httpx.get(f"{self.status.url}/v1/jobs/{job_id}", headers=self.headers(tenant), timeout=10)
         r.raise_for_status()
@@ -98,13 +129,13 @@ class Platform:
         return seen
 
     def events(self, job_id: str, tenant: str = "alice", last_event_id: str | None = None,
-               timeout: float = 120) -> list[tuple[str, str, dict[str, Any]]]:
-        """Read the SSE stream to its end: [(id, kind, data)]."""
+               timeout: float = 120, path: str = "jobs") -> list[tuple[str, str, dict[str, Any]]]:
+        """Read the SSE stream of a job (or with path="pipelines", a pipeline) to its end: [(id, kind, data)]."""
         headers = self.headers(tenant)
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
         out: list[tuple[str, str, dict[str, Any]]] = []
-        with httpx.stream("GET", f"{self.status.url}/v1/jobs/{job_id}/events", headers=headers,
+        with httpx.stream("GET", f"{self.status.url}/v1/{path}/{job_id}/events", headers=headers,
                           timeout=httpx.Timeout(timeout)) as r:
             r.raise_for_status()
             out.extend(parse_sse(r.iter_lines()))

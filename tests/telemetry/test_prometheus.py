@@ -31,7 +31,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.support.platform import TERMINAL, Platform, PlatformFactory
-from tests.support.processes import TEST_DB, RedisServer, wait_for
+from tests.support.processes import TEST_DB, RedisServer
 from tests.telemetry import dashboard
 from tests.telemetry.backends import Prometheus, promtool
 from tests.telemetry.recording_proxy import PromptFaults, RecordingProxy

@@ -7,7 +7,6 @@ Each stream takes about 0.1 s to its first token, then 20 ms per token.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx

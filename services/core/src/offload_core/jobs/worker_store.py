@@ -150,6 +150,13 @@ class WorkerJobStore:
         self._capacity(slots_key=keys.capacity(name), mode="release", holder=holder, now="0", lease_seconds=0,
                        capacity=0)
 
+    def results(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
+        """The stored results of `job_ids` (None for one with none: not succeeded, or expired)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(keys.job(job_id), "result")
+        return [json.loads(raw) if raw else None for raw in pipe.execute()]
+
     def get(self, job_id: str) -> Job | None:
         return from_fields(self.redis.hmget(keys.job(job_id), RECORD_FIELDS))
 

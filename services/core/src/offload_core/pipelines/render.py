@@ -23,7 +23,7 @@ MIN_CHUNK_CHARS = 200
 
 
 class StepInputMissing(Exception):
-    """A job this step reads has no result any more (expired): the step cannot run."""
+    """What this step reads is not there (a result expired): the step cannot run."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ def step_parts(inputs: list[dict[str, Any] | None], page: int | None, input_ids:
             raise StepInputMissing(f"the result of job {job_id}, which this step reads, is no longer stored")
     if len(inputs) == 1 and "pages" in inputs[0]:  # the OCR step's result
         pages = [Part(p["page"], p["text"]) for p in inputs[0]["pages"]]
+        if page is not None and not 1 <= page <= len(pages):
+            raise StepInputMissing(f"the document's text has {len(pages)} pages, not page {page}")
         return [pages[page - 1]] if page is not None else pages
     if len(inputs) == 1:
         return [Part(page, inputs[0]["text"])]

@@ -85,7 +85,6 @@ class PipelineStore:
         steps = plan(new.request, new.pages)
         priority = new.request.priority
         by_key = {j.id: keys.job(j.id) for step in steps for j in step}
-        llm_steps = new.request.llm_steps()
         planned: list[dict[str, Any]] = []
         payloads: list[bytes] = []
         for number, jobs in enumerate(steps):

@@ -44,5 +44,9 @@ class JobContext(Protocol):
     def count_usage(self, model: str, prompt: int, completion: int) -> None:
         """Tokens the run used: added to the tenant's counters with the result, once."""
 
+    def results_of(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
+        """The results of other jobs (a pipeline step reads the steps it waited for); None for
+        one that has none stored."""
+
 
 JobHandler = Callable[[JobContext], dict[str, Any]]

@@ -159,6 +159,9 @@ class _Context:
             self._lease.slots.remove(name)
             self._store.release_capacity(name, self.job_id)
 
+    def results_of(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
+        return self._store.results(job_ids)
+
     def count_usage(self, model: str, prompt: int, completion: int) -> None:
         """Tokens this run used, added to the tenant's counters with its result (once)."""
         self.usage = TokenUsage(model, max(0, prompt), max(0, completion))
