@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from offload_core.queue.routing import consumed_by
 from tests.chart.chartkit import (
     KEDA_API,
     NAMESPACE,
@@ -38,7 +39,9 @@ def test_keda_api_present_gives_each_worker_a_scaledobject_summing_its_three_pri
         spec = so["spec"]
         assert spec["scaleTargetRef"]["name"] == f"{RELEASE}-offload-{service}"
         triggers = spec["triggers"]
-        assert [t["metadata"]["listName"] for t in triggers] == [f"{job_type}.high", f"{job_type}.normal", f"{job_type}.low"]
+        # Every queue the worker takes but the probes' (consumed_by: the LLM workers run embeddings too).
+        assert [t["metadata"]["listName"] for t in triggers] == [
+            q for q in consumed_by(job_type) if not q.startswith("probe.")]
         assert all(t["type"] == "redis" for t in triggers)
         names = [t["name"] for t in triggers]
         formula = spec["advanced"]["scalingModifiers"]["formula"]
