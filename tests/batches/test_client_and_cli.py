@@ -163,3 +163,21 @@ def test_cli_refusals_and_cancel_half_way_have_their_exit_codes(platform, client
     done = json.loads(waited.stdout)
     assert done["status"] == "cancelled" and 2 <= done["request_counts"]["completed"] < 40
     assert offload(platform, "batch", "cancel", batch_id).returncode == 3  # it has ended
+
+
+def test_a_line_the_server_refuses_lands_in_the_error_file_and_the_cli_exits_1(platform, tmp_path: Path):
+    lines = [chat_line(n) for n in range(4)]
+    # The simulator refuses (400) a message starting FAIL-ONCE the first time it sees it: a line
+    # the worker fails for good (a 400 is not retried), while the others succeed.
+    lines[2]["body"]["messages"][0]["content"] = f"FAIL-ONCE {tmp_path.name}"
+    source = tmp_path / "one-bad.jsonl"
+    source.write_bytes(jsonl(lines))
+    run = offload(platform, "batch", "create", str(source), "--wait", "-o", str(tmp_path), "--json")
+    assert run.returncode == 1, run.stderr  # ended completed, but with a failed line
+    done = json.loads(run.stdout)
+    assert done["status"] == "completed" and done["request_counts"] == {"total": 4, "completed": 3, "failed": 1}
+    output = lines_of((tmp_path / f"{done['id']}.output.jsonl").read_bytes())
+    assert [line["custom_id"] for line in output] == ["chat-0", "chat-1", "chat-3"]  # in line order
+    [error] = lines_of((tmp_path / f"{done['id']}.errors.jsonl").read_bytes())
+    assert error["custom_id"] == "chat-2" and error["response"]["status_code"] == 400
+    assert error["response"]["body"]["error"]["message"]  # the server's reason, passed on
