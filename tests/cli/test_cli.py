@@ -88,17 +88,18 @@ def test_wait_timeout_then_cancel_then_cancelling_again_is_refused(offload: Cli)
 
 
 def test_a_failed_job_exits_1_with_its_error_and_retry_requeues_it(offload: Cli, platform: Platform):
-    run = offload("submit", "llm", "Hi", "--model", "no-such-model", "--wait")
+    # A probe job (admin keys) told to fail for good: accepted at submit, failed by the worker.
+    job_id = platform.http_post("/v1/jobs/probe", tenant="ops", json={"fail": "permanent"}).json()["id"]
+    run = offload("wait", job_id, tenant="ops")
     assert run.returncode == 1
-    [job_id] = submitted_ids(run.stderr)
-    assert "failed" in run.stderr and "no-such-model" in run.stderr and run.stdout == ""
+    assert "failed" in run.stderr and "asked to fail" in run.stderr and run.stdout == ""
 
-    retried = offload("retry", job_id)
+    retried = offload("retry", job_id, tenant="ops")
     assert retried.returncode == 0, retried.stderr
     assert f"{job_id}: requeued" in retried.stderr
-    waited = offload("wait", job_id)
-    assert waited.returncode == 1 and "no-such-model" in waited.stderr
-    states = [(data["state"], data.get("requeued", False)) for _, kind, data in platform.events(job_id)
+    waited = offload("wait", job_id, tenant="ops")
+    assert waited.returncode == 1 and "asked to fail" in waited.stderr
+    states = [(data["state"], data.get("requeued", False)) for _, kind, data in platform.events(job_id, tenant="ops")
               if kind == "state"]
     assert states == [("queued", False), ("running", False), ("failed", False),
                       ("queued", True), ("running", False), ("failed", False)]

@@ -18,6 +18,7 @@ from offload_client import (
     TokenEvent,
 )
 from tests.client.conftest import SHORT
+from tests.support.platform import Platform
 
 LONG = {"prompt": "Write a long story about a lighthouse keeper.", "max_tokens": 400, "temperature": 0}
 
@@ -74,22 +75,25 @@ def test_cancel_a_running_job_ends_it_cancelled(client: OffloadClient):
     assert "cancelled" in again.value.detail
 
 
-def test_retry_requeues_a_failed_job(client: OffloadClient):
-    job = client.submit_llm(prompt="Hi", max_tokens=2, model="no-such-model")
-    failed = client.wait(job.id, timeout=120)
-    assert failed.state is JobState.FAILED and not failed.error.retryable
-    assert "no-such-model" in failed.error.message
+def test_retry_requeues_a_failed_job(platform: Platform):
+    # A probe job (admin keys) told to fail for good: accepted at submit, failed by the worker.
+    # (An unknown model no longer does: it is refused at submit.)
+    job_id = platform.http_post("/v1/jobs/probe", tenant="ops", json={"fail": "permanent"}).json()["id"]
+    with OffloadClient(platform.gateway.url, status_url=platform.status.url, api_key=platform.keys["ops"]) as client:
+        failed = client.wait(job_id, timeout=120)
+        assert failed.state is JobState.FAILED and not failed.error.retryable
+        assert "asked to fail" in failed.error.message
 
-    requeued = client.retry(job.id)
+        requeued = client.retry(job_id)
 
-    assert requeued.state is JobState.QUEUED and requeued.id == job.id
-    events = list(client.events(job.id))
-    requeue_events = [e for e in events if isinstance(e, StateEvent) and e.requeued]
-    assert len(requeue_events) == 1
-    after = [e.state for e in events[events.index(requeue_events[0]):] if isinstance(e, StateEvent)]
-    assert after == [JobState.QUEUED, JobState.RUNNING, JobState.FAILED]
-    with pytest.raises(ConflictError):
-        client.result(job.id)
+        assert requeued.state is JobState.QUEUED and requeued.id == job_id
+        events = list(client.events(job_id))
+        requeue_events = [e for e in events if isinstance(e, StateEvent) and e.requeued]
+        assert len(requeue_events) == 1
+        after = [e.state for e in events[events.index(requeue_events[0]):] if isinstance(e, StateEvent)]
+        assert after == [JobState.QUEUED, JobState.RUNNING, JobState.FAILED]
+        with pytest.raises(ConflictError):
+            client.result(job_id)
 
 
 def test_listing_filters_by_state_and_type_and_pages_with_a_cursor(client: OffloadClient):
@@ -106,7 +110,7 @@ def test_listing_filters_by_state_and_type_and_pages_with_a_cursor(client: Offlo
 
 def test_queues_report_depth_and_the_replicas_keda_should_want(client: OffloadClient):
     stats = client.queues()
-    assert set(stats.queues) == {f"{t}.{p}" for t in ("ocr", "llm", "probe") for p in ("high", "normal", "low")}
+    assert set(stats.queues) == {f"{t}.{p}" for t in ("ocr", "llm", "embed", "probe") for p in ("high", "normal", "low")}
     assert set(stats.workers) == {"ocr", "llm"}
     assert all(w.desired_replicas >= 0 for w in stats.workers.values())
 

@@ -4,10 +4,9 @@ credentials come from variables or mounted files, and none of it prints a secret
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
 from offload_core.payloads.s3 import S3Config, goes_to_s3
-from offload_core.settings import Settings
+from offload_core.settings import Settings, SettingsError
 from tests.support.processes import Service, free_port
 
 SECRET = "s3-secret-" + "q" * 30
@@ -26,20 +25,20 @@ def test_the_redis_store_needs_no_s3_settings():
     ("s3_secret_access_key", "OFFLOAD_S3_SECRET_ACCESS_KEY"),
 ])
 def test_the_s3_store_without_what_it_needs_is_a_start_up_error_naming_it(missing, named):
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(SettingsError) as info:
         Settings(env="dev", **{k: v for k, v in COMPLETE.items() if k != missing})
     assert named in str(info.value)
     assert SECRET not in str(info.value) and SECRET not in repr(info.value)
 
 
 def test_other_s3_mistakes_are_refused_at_start(tmp_path):
-    with pytest.raises(ValidationError, match="ADDRESSING=virtual needs a bucket name"):
+    with pytest.raises(SettingsError, match="ADDRESSING=virtual needs a bucket name"):
         Settings(env="dev", **{**COMPLETE, "s3_bucket": "my.docs", "s3_addressing": "virtual"})
-    with pytest.raises(ValidationError, match="OFFLOAD_S3_CA_FILE"):
+    with pytest.raises(SettingsError, match="OFFLOAD_S3_CA_FILE"):
         Settings(env="dev", **COMPLETE, s3_ca_file=tmp_path / "absent.pem")
-    with pytest.raises(ValidationError, match="http:// or https://"):
+    with pytest.raises(SettingsError, match="http:// or https://"):
         Settings(env="dev", **{**COMPLETE, "s3_endpoint_url": "s3.example.com"})
-    with pytest.raises(ValidationError, match="credentials file is unreadable"):
+    with pytest.raises(SettingsError, match="credentials file is unreadable"):
         Settings(env="dev", **COMPLETE, s3_secret_access_key_file=tmp_path / "absent")
 
 

@@ -1,1 +1,2 @@
-"""Webhooks: signatures, the SSRF guard on callback URLs, and delivery from the workers."""
+"""Webhooks: signatures, the SSRF guard on callback URLs, and sending one delivery (the gateway's
+outbox dispatcher, maintenance/webhooks.py, calls it)."""
