@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import (autoscale, ceiling, footprint, latency, live_events, llm, llm_streams, ocr, recovery, report, submit,
-               worker_path)
+from . import (autoscale, batches, ceiling, footprint, latency, live_events, llm, llm_streams, ocr, recovery, report,
+               submit, worker_path)
 from .machine import LoadSampler, describe
 from .procs import REPO, RedisServer
 
-SECTIONS = ("ceiling", "submit", "worker", "latency", "ocr", "llm", "llm_streams", "footprint", "autoscale", "sse",
-            "recovery")
+SECTIONS = ("ceiling", "submit", "worker", "latency", "ocr", "llm", "llm_streams", "batches", "footprint", "autoscale",
+            "sse", "recovery")
 
 
 @dataclass
@@ -57,6 +57,8 @@ class Profile:
     # Many streams through one LLM worker pod against the simulator: jobs and tokens per job.
     llm_stream_jobs: int = 256
     llm_stream_tokens: int = 64
+    # A batch of this many chat lines against as many single submits (the simulator answers).
+    batch_jobs: int = 1000
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -70,7 +72,7 @@ PROFILES = {
                      worker_window=1, worker_n_cap=300, latency_per_round=8, priority_backlog=100, priority_probes=2,
                      ocr_png_pages=1, ocr_pdf_pages=0, llm_max_tokens=8, llm_threads=1, footprint_seconds=1,
                      autoscale_burst=200, sse_followers=50, sse_seconds=2, recovery_kills=1, scheduled_jobs=10,
-                     llm_stream_jobs=32, llm_stream_tokens=8),
+                     llm_stream_jobs=32, llm_stream_tokens=8, batch_jobs=100),
 }
 
 DEFAULT_PEERS_BIN = Path.home() / ".cache" / "offload" / "bench" / "peers" / "bin"
@@ -192,6 +194,8 @@ def _run_section(name: str, p: Profile, server: RedisServer, log_dir: Path, args
     if name == "llm_streams":
         return llm_streams.run(server, log_dir, rounds=p.rounds, jobs=p.llm_stream_jobs, tokens=p.llm_stream_tokens,
                                followed=min(32, p.llm_stream_jobs))
+    if name == "batches":
+        return batches.run(server, log_dir, rounds=p.rounds, jobs=p.batch_jobs, tokens=4)
     if name == "recovery":
         return recovery.run(server, log_dir, kills=p.recovery_kills, scheduled=p.scheduled_jobs, spread_s=10.0)
     if name == "footprint":

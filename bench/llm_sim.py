@@ -11,6 +11,10 @@ goes away: a server that hangs mid-stream. One whose last message starts with `F
 refused (400, OpenAI's error body) the first time that message is seen, and answered after: a
 request the server rejects, then accepts when sent again (a model reloaded, a fixed deployment).
 
+`POST /v1/embeddings` answers after the same time to first token with OpenAI's embeddings object:
+for each input a unit vector of `EMBED_DIM` floats derived from the text's SHA-256 (the same text
+always gets the same vector), and usage (prompt tokens: the inputs' words).
+
     python -m bench.llm_sim --port 8089 --ttft 0.1 --itl 0.02
 
 Plain asyncio HTTP/1.1 (keep-alive, chunked answers) so that the simulator's own cost is small
@@ -21,11 +25,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
 
 MODEL = "sim-model"
+EMBED_DIM = 8
+
+
+def embedding_of(text: str) -> list[float]:
+    """The simulator's vector for a text: EMBED_DIM numbers from its SHA-256, scaled to length 1."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [b - 127.5 for b in digest[:EMBED_DIM]]
+    norm = sum(x * x for x in raw) ** 0.5
+    return [round(x / norm, 6) for x in raw]
 
 
 @dataclass
@@ -69,7 +83,7 @@ class Simulator:
 
         def run() -> None:
             self._loop = loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
+            asyncio.set_event_loop(loop)  # the shutdown below gathers the connections' tasks on it
             loop.run_until_complete(self.serve())
             ready.set()
             loop.run_forever()
@@ -108,6 +122,8 @@ class Simulator:
                     self._json(writer, 200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
                 elif method == "POST" and path.endswith("/chat/completions"):
                     await self._complete(reader, writer, json.loads(body or b"{}"))
+                elif method == "POST" and path.endswith("/embeddings"):
+                    await self._embed(writer, json.loads(body or b"{}"))
                 else:
                     self._json(writer, 404, {"error": {"message": f"no {method} {path}"}})
                 await writer.drain()
@@ -162,6 +178,22 @@ class Simulator:
             c.completed += 1
         finally:
             c.in_flight -= 1
+
+    async def _embed(self, writer: asyncio.StreamWriter, body: dict) -> None:
+        c = self.counters
+        c.requests += 1
+        c.bodies = (c.bodies + [body])[-self.keep_bodies:]
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            self._json(writer, 400, {"error": {"message": "'input' must be a string or a list of strings"}})
+            return
+        await asyncio.sleep(self.ttft)
+        data = [{"object": "embedding", "index": i, "embedding": embedding_of(t)} for i, t in enumerate(texts)]
+        words = sum(len(t.split()) for t in texts)
+        self._json(writer, 200, {"object": "list", "data": data, "model": str(body.get("model", MODEL)),
+                                 "usage": {"prompt_tokens": words, "total_tokens": words}})
+        c.completed += 1
 
     def _event(self, writer: asyncio.StreamWriter, payload: dict) -> None:
         self._chunk(writer, b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")

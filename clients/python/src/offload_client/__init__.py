@@ -1,5 +1,5 @@
-"""Python client for Offload: submit OCR and LLM jobs and document pipelines, follow them live,
-fetch their results.
+"""Python client for Offload: submit OCR, LLM and embedding jobs and document pipelines, follow
+them live, fetch their results; run batches of requests from a JSONL file.
 
 `OffloadClient` (sync) and `AsyncOffloadClient` (asyncio) cover every gateway and status
 endpoint; see `offload_client.errors` for what they raise.
@@ -21,6 +21,8 @@ from .errors import (
     WaitTimeout,
 )
 from .models import (
+    Batch,
+    FileObject,
     Job,
     JobError,
     JobEvent,
@@ -43,10 +45,10 @@ from .models import (
 from .version import __version__
 
 __all__ = [
-    "ApiError", "AsyncOffloadClient", "AuthenticationError", "ClientConfig", "ConfigError", "ConflictError",
-    "InvalidRequestError", "Job", "JobError", "JobEvent", "JobPage", "JobState", "JobType", "NotFoundError",
-    "OffloadClient", "OffloadError", "OtherEvent", "Pipeline", "PipelineEvent", "PipelineJob", "PipelinePage",
-    "PipelineStep", "Priority", "Progress", "ProgressEvent", "QueueStats",
+    "ApiError", "AsyncOffloadClient", "AuthenticationError", "Batch", "ClientConfig", "ConfigError", "ConflictError",
+    "FileObject", "InvalidRequestError", "Job", "JobError", "JobEvent", "JobPage", "JobState", "JobType",
+    "NotFoundError", "OffloadClient", "OffloadError", "OtherEvent", "Pipeline", "PipelineEvent", "PipelineJob",
+    "PipelinePage", "PipelineStep", "Priority", "Progress", "ProgressEvent", "QueueStats",
     "RateLimitedError", "RetryPolicy", "ServiceUnavailableError", "StateEvent", "TokenEvent", "TransportError",
     "WaitTimeout", "__version__",
 ]

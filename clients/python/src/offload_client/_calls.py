@@ -19,7 +19,19 @@ import httpx
 
 from .config import ClientConfig
 from .errors import error_from_response
-from .models import Job, JobPage, JobState, JobType, Pipeline, PipelinePage, Priority, QueueStats
+from .models import (
+    Batch,
+    BatchPage,
+    FileObject,
+    Job,
+    JobPage,
+    JobState,
+    JobType,
+    Pipeline,
+    PipelinePage,
+    Priority,
+    QueueStats,
+)
 from .version import USER_AGENT
 
 FileInput = str | os.PathLike[str] | bytes | BinaryIO
@@ -111,6 +123,69 @@ def submit_llm(*, prompt: str | None, messages: list[Message] | None, model: str
                    "callback_url": callback_url, **schedule(run_at, delay_seconds)})
     return Call("POST", "gateway", "/v1/jobs/llm", json=body,
                 headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
+
+
+def submit_embed(*, input: str | list[str], model: str | None, encoding_format: str | None,  # noqa: A002
+                 priority: Priority | str | None, callback_url: str | None, idempotency_key: str | None,
+                 run_at: datetime | str | None = None, delay_seconds: float | None = None) -> Call:
+    """Text embeddings: OpenAI's `input` (a text or a list), `model`, `encoding_format`."""
+    body = _clean({"input": input, "model": model, "encoding_format": encoding_format,
+                   "priority": priority and str(Priority(priority)), "callback_url": callback_url,
+                   **schedule(run_at, delay_seconds)})
+    return Call("POST", "gateway", "/v1/jobs/embed", json=body,
+                headers={"Idempotency-Key": idempotency_key or new_idempotency_key()})
+
+
+# -- files and batches (OpenAI's Files and Batches APIs, on the gateway) --------------------------
+
+BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
+
+
+def upload_file(file: FileInput, *, filename: str | None, purpose: str = "batch") -> Call:
+    name, data = read_file(file, filename or ("batch.jsonl" if isinstance(file, bytes) else None))
+    return Call("POST", "gateway", "/v1/files", files={"file": (name, data, "application/jsonl")},
+                data={"purpose": purpose})
+
+
+def get_file(file_id: str) -> Call:
+    return Call("GET", "gateway", f"/v1/files/{_opaque(file_id, 'file-')}")
+
+
+def file_content(file_id: str) -> Call:
+    return Call("GET", "gateway", f"/v1/files/{_opaque(file_id, 'file-')}/content")
+
+
+def delete_file(file_id: str) -> Call:
+    return Call("DELETE", "gateway", f"/v1/files/{_opaque(file_id, 'file-')}")
+
+
+def create_batch(input_file_id: str, *, endpoint: str, completion_window: str = "24h",
+                 metadata: dict[str, str] | None = None) -> Call:
+    if endpoint not in BATCH_ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {', '.join(BATCH_ENDPOINTS)}")
+    body = _clean({"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": completion_window,
+                   "metadata": metadata})
+    return Call("POST", "gateway", "/v1/batches", json=body)
+
+
+def get_batch(batch_id: str) -> Call:
+    return Call("GET", "gateway", f"/v1/batches/{_opaque(batch_id, 'batch_')}")
+
+
+def list_batches(*, after: str | None, limit: int | None) -> Call:
+    return Call("GET", "gateway", "/v1/batches", params=_clean({"after": after, "limit": limit}))
+
+
+def cancel_batch(batch_id: str) -> Call:
+    return Call("POST", "gateway", f"/v1/batches/{_opaque(batch_id, 'batch_')}/cancel")
+
+
+def _opaque(ident: str, prefix: str) -> str:
+    """A file or batch id: its prefix, then letters and digits only (nothing that changes the path)."""
+    ident = str(ident)
+    if not ident.startswith(prefix) or not ident[len(prefix):].isalnum():
+        raise ValueError(f"not a {prefix.rstrip('-_')} id: {ident!r}")
+    return ident
 
 
 def cancel(job_id: str) -> Call:
@@ -232,6 +307,20 @@ def as_pipeline(response: httpx.Response) -> Pipeline:
 
 def as_pipeline_page(response: httpx.Response) -> PipelinePage:
     return PipelinePage.model_validate(checked(response).json())
+def as_file(response: httpx.Response) -> FileObject:
+    return FileObject.model_validate(checked(response).json())
+
+
+def as_batch(response: httpx.Response) -> Batch:
+    return Batch.model_validate(checked(response).json())
+
+
+def as_batch_page(response: httpx.Response) -> BatchPage:
+    return BatchPage.model_validate(checked(response).json())
+
+
+def as_bytes(response: httpx.Response) -> bytes:
+    return checked(response).content
 
 
 def as_result(response: httpx.Response) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from . import _calls
 from ._calls import Call
 from .config import ClientConfig
 from .errors import ApiError, TransportError, WaitTimeout, error_from_response
-from .models import Job, JobState, JobType, Pipeline, PipelineEvent, StateEvent, event_from_sse
+from .models import Batch, Job, JobState, JobType, Pipeline, PipelineEvent, StateEvent, event_from_sse
 from .sse import SseDecoder
 
 T = TypeVar("T")
@@ -301,6 +301,53 @@ def iter_jobs(config: ClientConfig, *, state: JobState | str | None, type: JobTy
         if not page.next_cursor:
             return
         cursor = page.next_cursor
+
+
+def create_batch(config: ClientConfig, file: _calls.FileInput, *, filename: str | None, endpoint: str,
+                 completion_window: str, metadata: dict[str, str] | None) -> Plan[Batch]:
+    """Upload a JSONL file (purpose=batch), then create a batch reading it. A batch refused
+    deletes the upload (the caller never saw its id, and it would hold the tenant's file quota)."""
+    if endpoint not in _calls.BATCH_ENDPOINTS:  # checked before anything is uploaded
+        raise ValueError(f"endpoint must be one of {', '.join(_calls.BATCH_ENDPOINTS)}")
+    uploaded = _calls.as_file((yield from send(config, _calls.upload_file(file, filename=filename))))
+    create = _calls.create_batch(uploaded.id, endpoint=endpoint, completion_window=completion_window,
+                                 metadata=metadata)
+    try:
+        return _calls.as_batch((yield from send(config, create)))
+    except ApiError as exc:
+        if 400 <= exc.status < 500:
+            yield from send(config, _calls.delete_file(uploaded.id))  # best effort: files expire anyway
+        raise
+
+
+def wait_batch(config: ClientConfig, batch_id: str, timeout: float | None, poll_seconds: float) -> Plan[Batch]:
+    """Poll the batch until it has ended, emitting it each time its status or counts change;
+    return it ended, or raise `WaitTimeout`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen: tuple[Any, ...] | None = None
+    while True:
+        batch = _calls.as_batch((yield from send(config, _calls.get_batch(batch_id))))
+        now = (batch.status, batch.request_counts)
+        if now != seen:
+            seen = now
+            yield Emit(batch)
+        if batch.is_ended:
+            return batch
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(batch_id, timeout or 0.0, batch.status)
+        yield Sleep(poll_seconds if deadline is None else min(poll_seconds, max(0.0, deadline - time.monotonic())))
+
+
+def iter_batches(config: ClientConfig, *, page_size: int) -> Plan[None]:
+    """Emit all of the tenant's batches, newest first, fetching pages as needed."""
+    after = None
+    while True:
+        page = _calls.as_batch_page((yield from send(config, _calls.list_batches(after=after, limit=page_size))))
+        for batch in page.data:
+            yield Emit(batch)
+        if not page.has_more or not page.data:
+            return
+        after = page.data[-1].id
 
 
 def _json_or_text(data: str) -> Any:

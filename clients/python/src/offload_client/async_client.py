@@ -20,6 +20,9 @@ from ._calls import Call, FileInput, Message
 from ._plans import CloseStream, Emit, NextLine, OpenStream, ReadBody, Run, Send, Sleep
 from .config import ClientConfig, RetryPolicy
 from .models import (
+    Batch,
+    BatchPage,
+    FileObject,
     Job,
     JobEvent,
     JobPage,
@@ -83,6 +86,68 @@ class AsyncOffloadClient:
 
     async def retry(self, job_id: str) -> Job:
         return _calls.as_job(await self._send(_calls.retry(job_id)))
+
+    # -- files and batches (OpenAI's Files and Batches APIs, on the gateway) ------------------------
+
+    async def submit_embed(self, input: str | list[str], *, model: str | None = None,  # noqa: A002
+                           encoding_format: str | None = None, priority: Priority | str | None = None,
+                           callback_url: str | None = None, idempotency_key: str | None = None,
+                           run_at: datetime | str | None = None, delay_seconds: float | None = None) -> Job:
+        """Submit text embeddings (OpenAI's `input`, `model`, `encoding_format`); the result is
+        OpenAI's embeddings object."""
+        return _calls.as_job(await self._send(_calls.submit_embed(
+            input=input, model=model, encoding_format=encoding_format, priority=priority, callback_url=callback_url,
+            idempotency_key=idempotency_key, run_at=run_at, delay_seconds=delay_seconds)))
+
+    async def create_batch(self, file: FileInput, *, endpoint: str, filename: str | None = None,
+                           completion_window: str = "24h", metadata: dict[str, str] | None = None,
+                           priority: Priority | str | None = None, callback_url: str | None = None) -> Batch:
+        """Upload a JSONL file of requests (a path, bytes or a binary file) and create a batch
+        reading it. `priority` (default low) and `callback_url` go in the batch's metadata."""
+        metadata = dict(metadata or {})
+        if priority is not None:
+            metadata["priority"] = str(Priority(priority))
+        if callback_url is not None:
+            metadata["callback_url"] = callback_url
+        run = Run(_plans.create_batch(self.config, file, filename=filename, endpoint=endpoint,
+                                      completion_window=completion_window, metadata=metadata or None))
+        async for _ in self._drive(run):
+            pass
+        return run.result
+
+    async def get_batch(self, batch_id: str) -> Batch:
+        return _calls.as_batch(await self._send(_calls.get_batch(batch_id)))
+
+    async def list_batches(self, *, after: str | None = None, limit: int | None = None) -> BatchPage:
+        return _calls.as_batch_page(await self._send(_calls.list_batches(after=after, limit=limit)))
+
+    def iter_batches(self, *, page_size: int = 100) -> AsyncIterator[Batch]:
+        """All of this tenant's batches, newest first."""
+        return self._drive(Run(_plans.iter_batches(self.config, page_size=page_size)))
+
+    async def cancel_batch(self, batch_id: str) -> Batch:
+        """Cancel a batch: `cancelling`, then `cancelled` with the output of the lines done."""
+        return _calls.as_batch(await self._send(_calls.cancel_batch(batch_id)))
+
+    async def wait_batch(self, batch_id: str, *, timeout: float | None = None, poll_seconds: float = 1.0,
+                         on_change: Callable[[Batch], None] | None = None) -> Batch:
+        """Poll the batch until it has ended (completed, failed, expired or cancelled) and return it;
+        `on_change` sees it whenever its status or counts change. `WaitTimeout` after `timeout`."""
+        run = Run(_plans.wait_batch(self.config, batch_id, timeout, poll_seconds))
+        async for batch in self._drive(run):
+            if on_change:
+                on_change(batch)
+        return run.result
+
+    async def get_file(self, file_id: str) -> FileObject:
+        return _calls.as_file(await self._send(_calls.get_file(file_id)))
+
+    async def file_content(self, file_id: str) -> bytes:
+        """A file's bytes (a batch's output or error file is JSONL, one line per request)."""
+        return _calls.as_bytes(await self._send(_calls.file_content(file_id)))
+
+    async def delete_file(self, file_id: str) -> None:
+        _calls.checked(await self._send(_calls.delete_file(file_id)))
 
     # -- status --------------------------------------------------------------------------------
 

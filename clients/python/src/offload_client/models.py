@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 class JobType(StrEnum):
     OCR = "ocr"
     LLM = "llm"
+    EMBED = "embed"
     PROBE = "probe"
 
 
@@ -251,3 +252,60 @@ def event_from_sse(event_id: str, kind: str, data: Any) -> JobEvent:
     if kind == "token":
         return TokenEvent(id=event_id, text=str(body.get("text", "")))
     return OtherEvent(id=event_id, kind=kind, data=data)
+
+
+class FileObject(_Model):
+    """A file of the Files API (OpenAI's shape): a batch input, or a batch's output."""
+
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    expires_at: int | None = None
+    filename: str
+    purpose: str
+    status: str = "processed"
+
+
+class RequestCounts(_Model):
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+BATCH_ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+class Batch(_Model):
+    """A batch of the Batches API (OpenAI's shape)."""
+
+    id: str
+    object: Literal["batch"] = "batch"
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    status: str
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    created_at: int
+    in_progress_at: int | None = None
+    expires_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    request_counts: RequestCounts = RequestCounts()
+    metadata: dict[str, str] | None = None
+    errors: dict[str, Any] | None = None
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in BATCH_ENDED
+
+
+class BatchPage(_Model):
+    data: list[Batch]
+    has_more: bool = False
+    last_id: str | None = None

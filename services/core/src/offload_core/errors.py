@@ -5,6 +5,8 @@
     │   ├── RetryableJobError    transient: back off and run again while attempts remain
     │   └── PermanentJobError    the input or request is at fault: fail at once, never retry
     ├── JobCancelled             raised at a checkpoint when the job was cancelled
+    ├── RequestRefused           a request that can never run here (the gateway answers 422;
+    │                            a batch names it with its line number)
     └── StoreUnavailable         Redis cannot be reached (APIs answer 503 + Retry-After)
         └── StoreFull            Redis refuses writes at its maxmemory (503 too: retry later)
 
@@ -45,6 +47,15 @@ class PermanentJobError(JobError):
 
 class JobCancelled(OffloadError):
     """The job was cancelled; the runner records `cancelled` and stops without a result."""
+
+
+class RequestRefused(OffloadError):
+    """A job request refused before it is stored: `title` and `detail` say what to fix; `extra`
+    carries lists a client can act on (e.g. the models it may use)."""
+
+    def __init__(self, title: str, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.title, self.detail, self.extra = title, detail, extra
 
 
 class StoreUnavailable(OffloadError):

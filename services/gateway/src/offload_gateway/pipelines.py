@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from offload_core.documents.formats import DocumentRejected, inspect
 from offload_core.documents.languages import parse_languages
 from offload_core.errors import StoreFull, StoreUnavailable
+from offload_core.llm.admission import admit_llm
 from offload_core.observability.logs import bind_job
 from offload_core.observability.tracing import current_trace_id
 from offload_core.payloads.s3 import goes_to_s3
@@ -24,9 +25,8 @@ from offload_core.pipelines.store import NewPipeline, OcrInput, PipelineStore, P
 from offload_core.web.deps import AuthenticatedCaller, Caller
 from offload_core.web.problems import STORE_DOWN_SUBMIT, STORE_RETRY_AFTER_SECONDS, ProblemError
 
-from .llm_checks import check_llm_request
 from .routes import ID_RESPONSES, IDEMPOTENCY_KEY, SUBMIT_RESPONSES
-from .submission import drop_payload, parse_idempotency_key
+from .submission import admitted, drop_payload, parse_idempotency_key
 from .uploads import read_ocr_form
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
@@ -84,8 +84,9 @@ async def submit_pipeline(request: Request, caller: AuthenticatedCaller) -> JSON
         llm_params: list[dict[str, Any]] = []
         checks = []
         for number, step in enumerate(spec.llm_steps(), start=2):
-            checks.append(check_llm_request(step.request(), settings, tenant, where=f"step {number} ({step.name}): "))
-            llm_params.append({"model": checks[-1].model, "max_tokens": step.max_tokens,
+            checks.append(admitted(lambda: admit_llm(step.request(), settings, tenant),
+                                   where=f"step {number} ({step.name}): "))
+            llm_params.append({"model": checks[-1].route.name, "max_tokens": step.max_tokens,
                                "temperature": step.temperature})
         try:
             info = await anyio.to_thread.run_sync(
@@ -101,7 +102,7 @@ async def submit_pipeline(request: Request, caller: AuthenticatedCaller) -> JSON
                                f"{settings.pipeline_max_jobs} (fewer per_page steps, or split the document)")
         # Under a tokens-per-minute limit the pipeline counts what its LLM jobs may use, as their
         # prompts stand at submit (the text a step is given is not known yet).
-        tokens = sum(c.tokens * (info.pages if s.per_page else 1) for c, s in zip(checks, spec.llm_steps()))
+        tokens = sum(c.cost * (info.pages if s.per_page else 1) for c, s in zip(checks, spec.llm_steps()))
         if settings.llm_tokens_per_minute and tokens > settings.llm_tokens_per_minute:
             raise ProblemError(422, "Pipeline too large for the token limit",
                                f"its LLM jobs may use {tokens} tokens (max_tokens plus their prompts); your tenant may "

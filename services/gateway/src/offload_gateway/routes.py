@@ -12,8 +12,10 @@ from pydantic import BaseModel, Field
 
 from offload_core.documents.formats import DocumentRejected, inspect
 from offload_core.documents.languages import parse_languages
+from offload_core.embed.request import EmbedParams, admit_embed
 from offload_core.jobs import metrics as job_metrics
 from offload_core.jobs.store import NewJob
+from offload_core.llm.admission import admit_llm
 from offload_core.llm.request import LlmParams
 from offload_core.observability.tracing import job_trace_context
 from offload_core.payloads.ref import PayloadRef
@@ -22,9 +24,9 @@ from offload_core.types import JobState, JobType, Priority
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import ProblemError
 
-from .llm_checks import check_llm_request
 from .submission import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    admitted,
     drop_payload,
     parse_callback,
     parse_idempotency_key,
@@ -36,7 +38,6 @@ from .submission import (
 from .uploads import read_ocr_form
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-
 # Read by the routes from the request's headers, and documented here: declared as a FastAPI
 # header parameter it cost ~4% of the submit path's CPU, validated on every request
 # (BENCHMARKS.md, "Sixth round"). parse_idempotency_key checks it.
@@ -149,16 +150,39 @@ GATEWAY_ONLY_FIELDS = frozenset(Scheduling.model_fields)
 async def submit_llm(body: LlmJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
     settings = caller.settings
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    checked = check_llm_request(body, settings, caller.principal.tenant)
+    admission = admitted(lambda: admit_llm(body, settings, caller.principal.tenant))
     callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
     schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
     # The stored request is the validated LlmParams part of the body, as the worker reads it.
     payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
-    summary = {"model": checked.model, "max_tokens": body.max_tokens,
+    summary = {"model": admission.route.name, "max_tokens": body.max_tokens,
                "temperature": body.temperature, "prompt_preview": body.preview(), **schedule.asked}
     new = NewJob(type=JobType.LLM, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
                  params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
-                 tokens=checked.tokens, **job_trace_context())
+                 tokens=admission.cost, **job_trace_context())
+    return await submit_with_payload(caller, new, payload)
+
+
+class EmbedJobRequest(EmbedParams, Scheduling):
+    pass
+
+
+@router.post("/embed", status_code=202, responses=SUBMIT_RESPONSES, openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
+             summary="Submit text embeddings")
+async def submit_embed(body: EmbedJobRequest, caller: AuthenticatedCaller, request: Request) -> JSONResponse:
+    """OpenAI's embeddings parameters (`input`, `model`, `encoding_format`, `dimensions`), run by
+    the LLM workers; the result is OpenAI's embeddings object (`data[{index, embedding}]`,
+    `model`, `usage`)."""
+    settings = caller.settings
+    key = parse_idempotency_key(request.headers.get("idempotency-key"))
+    model = admitted(lambda: admit_embed(body, settings))
+    callback = parse_callback(body.callback_url, settings, caller.principal.tenant)
+    schedule = parse_schedule(body.run_at, body.delay_seconds, settings)
+    payload = body.model_dump_json(exclude_none=True, exclude=GATEWAY_ONLY_FIELDS).encode()
+    summary = {"model": model, "inputs": len(body.texts()), "encoding_format": body.encoding_format, **schedule.asked}
+    new = NewJob(type=JobType.EMBED, tenant=caller.principal.tenant, priority=body.priority, payload=payload,
+                 params=summary, idempotency_key=key, callback_url=callback, run_at=schedule.run_at,
+                 **job_trace_context())
     return await submit_with_payload(caller, new, payload)
 
 

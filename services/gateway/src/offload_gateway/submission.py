@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from fastapi.responses import JSONResponse
 
-from offload_core.errors import StoreFull, StoreUnavailable
+from offload_core.errors import RequestRefused, StoreFull, StoreUnavailable
 from offload_core.jobs.store import JobStore, NewJob
 from offload_core.observability.logs import bind_job
 from offload_core.payloads.errors import PayloadUnavailable
@@ -28,6 +29,18 @@ from offload_core.webhooks.urlguard import Allowlist, UrlRefused, check_url
 log = logging.getLogger("offload.gateway")
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+T = TypeVar("T")
+
+
+def admitted(check: Callable[[], T], *, where: str = "") -> T:
+    """Run one of the core's admission checks (admit_llm, admit_embed: the same for a job, a
+    pipeline step and a batch line); what it refuses is a 422 saying what to fix. `where` names
+    the request in the message ("step 2 (summary): ")."""
+    try:
+        return check()
+    except RequestRefused as exc:
+        raise ProblemError(422, exc.title, f"{where}{exc.detail}", **exc.extra) from None
 
 
 def parse_priority(value: str | None) -> Priority:

@@ -169,12 +169,27 @@ async def _limited(request: Request, limit: int, max_bytes: int) -> AsyncIterato
         yield chunk
 
 
+@dataclass(frozen=True)
+class UploadForm:
+    document: SpooledPayload  # sealed; the caller cleans up
+    filename: str
+    declared_type: str
+    fields: dict[str, str | None]  # the text fields asked for, stripped; None when absent or empty
+
+
 async def read_ocr_form(request: Request, settings: Settings) -> OcrForm:
-    max_bytes = settings.ocr_max_upload_bytes
+    form = await read_upload_form(request, settings, max_bytes=settings.ocr_max_upload_bytes, text_fields=TEXT_FIELDS)
+    return OcrForm(document=form.document, filename=form.filename, declared_type=form.declared_type, **form.fields)
+
+
+async def read_upload_form(request: Request, settings: Settings, *, max_bytes: int,
+                           text_fields: tuple[str, ...]) -> UploadForm:
+    """A multipart upload with one file (field `file`) of at most `max_bytes`, spooled as it
+    arrives, and the named text fields."""
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise ProblemError(415, "Unsupported media type",
-                           "send the document as multipart/form-data with the file in the 'file' field")
+                           "send the upload as multipart/form-data with the file in the 'file' field")
     limit = max_bytes + FORM_OVERHEAD_BYTES
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -196,14 +211,14 @@ async def read_ocr_form(request: Request, settings: Settings) -> OcrForm:
                 form.pending.clear()
             parser.finalize()
         if not form.has_file:
-            raise ProblemError(422, "Missing file", "attach the document in the multipart field 'file'")
+            raise ProblemError(422, "Missing file", "attach the file in the multipart field 'file'")
         if not (form.file_complete and form.ended):
             raise _malformed("the body ended before the closing boundary")
         if spool.size == 0:
             raise ProblemError(422, "Empty file", "the uploaded file is empty (0 bytes)")
-        fields = {name: (form.fields.get(name) or "").strip() or None for name in TEXT_FIELDS}
-        return OcrForm(document=spool.seal(), filename=(form.filename or "upload")[:255],
-                       declared_type=form.declared_type, **fields)
+        fields = {name: (form.fields.get(name) or "").strip() or None for name in text_fields}
+        return UploadForm(document=spool.seal(), filename=(form.filename or "upload")[:255],
+                          declared_type=form.declared_type, fields=fields)
     except BaseException as exc:
         spool.cleanup()
         if isinstance(exc, TimeoutError):
@@ -214,7 +229,7 @@ async def read_ocr_form(request: Request, settings: Settings) -> OcrForm:
         if isinstance(exc, SpoolFull):
             raise ProblemError(503, "Too many uploads at once",
                                "the gateway is receiving more uploads than it has room to hold; "
-                               f"send the document again in {SPOOL_RETRY_AFTER_SECONDS} s",
+                               f"send the file again in {SPOOL_RETRY_AFTER_SECONDS} s",
                                headers={"Retry-After": str(SPOOL_RETRY_AFTER_SECONDS)}) from None
         if isinstance(exc, FormParserError):
             raise _malformed(str(exc) or type(exc).__name__) from None

@@ -1,4 +1,5 @@
-"""`offload-worker-llm`: a Celery worker consuming llm.high, llm.normal, llm.low in that order.
+"""`offload-worker-llm`: a Celery worker consuming, at each priority from high to low, the LLM
+queue, then the embed queue, then the probe queue (SERVED_BY).
 
 With the `openai` backend one process keeps OFFLOAD_LLM_MAX_IN_FLIGHT streams going, a thread
 each (each its own worker identity; docs/architecture.md, "Many streams per process"): an HTTP
@@ -13,6 +14,7 @@ from offload_core.settings import Settings
 from offload_core.types import JobType
 from offload_core.worker.main import configured_pool, run_worker
 
+from .embed_handler import make_embed_handler
 from .handler import make_handler
 
 log = logging.getLogger("offload.worker.llm")
@@ -32,7 +34,8 @@ def llm_pool(settings: Settings) -> tuple[str, int]:
 
 
 def main() -> None:
-    run_worker(JobType.LLM, make_handler, pool_of=llm_pool)
+    run_worker(JobType.LLM, lambda settings: {JobType.LLM: make_handler(settings),
+                                              JobType.EMBED: make_embed_handler(settings)}, pool_of=llm_pool)
 
 
 if __name__ == "__main__":

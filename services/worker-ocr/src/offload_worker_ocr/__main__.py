@@ -17,7 +17,7 @@ from .handler import make_handler
 def main() -> None:
     settings = Settings()
     keep_publishing(connect_sync(settings), installed_languages(settings), settings)
-    run_worker(JobType.OCR, make_handler)
+    run_worker(JobType.OCR, lambda settings: {JobType.OCR: make_handler(settings)})
 
 
 if __name__ == "__main__":

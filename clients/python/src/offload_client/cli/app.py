@@ -37,7 +37,7 @@ from .follow import Followed, follow
 
 app = typer.Typer(
     name="offload",
-    help="Submit OCR and LLM jobs to Offload, follow them live, and inspect queues.",
+    help="Submit OCR, LLM and embedding jobs to Offload, follow them live, run batches, and inspect queues.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -403,3 +403,10 @@ def queues_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 from .pipeline import pipeline_app  # noqa: E402 - its commands use this module's helpers
 
 app.add_typer(pipeline_app, name="pipeline")
+
+
+# -- batches (cli/batch.py) ------------------------------------------------------------------------
+
+from .batch import batch_app  # noqa: E402 - its commands use this module's helpers
+
+app.add_typer(batch_app, name="batch")

@@ -6,8 +6,9 @@
     offload:job:{id}:events       stream  state / progress / token events, capped; expires a short
                                           grace after the job ends (its record then replays the end)
     offload:tenant:{t}:jobs       zset    the tenant's job ids by creation time (listing)
-    offload:tenant:{t}:usage      hash    `active` (unfinished jobs) and `bytes` (their input bytes):
-                                          the quotas the submit script checks
+    offload:tenant:{t}:usage      hash    `active` (unfinished jobs) and `bytes` (their input bytes, and
+                                          the tenant's files): the quotas the submit script checks;
+                                          `batches` (batches not yet ended)
     offload:tenant:{t}:dead       zset    the tenant's dead job ids by time of death
     offload:tenant:{t}:rate:{m}   string  submissions in minute m (rate limit)
     offload:idem:{t}:{key}        string  "<job id> <body digest>" for Idempotency-Key
@@ -31,13 +32,22 @@
                                           and succeeded; expires `retention_seconds` after its last job ends
     offload:pipeline:{id}:events  stream  its jobs' state changes and its end, capped
     offload:tenant:{t}:pipelines  zset    the tenant's pipeline ids by creation time
-    offload:file:{id}             hash    a file (Files API): name, purpose, size, tenant
-    offload:file:{id}:content     string  its bytes (read in ranges by the batch feeder)
+    offload:file:{id}             hash    a file (Files API): name, purpose, size, tenant, expiry, the
+                                          batch reading it (`pinned_by`), its S3 object (`content_ref`)
+    offload:file:{id}:content     string  its bytes, when they are not in S3 (read in ranges)
     offload:tenant:{t}:files      zset    the tenant's file ids by creation time
-    offload:batch:{id}            hash    a batch (Batches API): its status, counts and feeder cursor
-    offload:batch:{id}:done       list    its line jobs that ended, for the batch coordinator
+    offload:files:expiry          zset    file ids by when they expire (the expiry sweep deletes them
+                                          and gives their bytes back to the tenant's byte quota)
+    offload:batch:{id}            hash    a batch (Batches API): its status, counts and feeder cursor;
+                                          kept OFFLOAD_FILE_RETENTION_SECONDS after it ends
+    offload:batch:{id}:inflight   set     its line jobs submitted and not yet collected (at most the
+                                          tenant's OFFLOAD_BATCH_MAX_IN_FLIGHT_PER_TENANT)
+    offload:batch:{id}:done       set     its line jobs that ended (added by finish.lua), for the
+                                          coordinator to collect
     offload:batch:{id}:output     hash    line number -> output line (JSONL) of a line that succeeded
     offload:batch:{id}:errors     hash    line number -> error line of a line that did not
+                                          (these four are deleted when the batch ends: its output and
+                                          error lines are then files)
     offload:tenant:{t}:batches    zset    the tenant's batch ids by creation time
     offload:batches               set     batches not yet ended (the coordinator's work list)
     offload:lock:{task}           string  one gateway replica runs a maintenance task per interval
@@ -67,6 +77,7 @@ PENDING = f"{PREFIX}:pending"
 DELAYED = f"{PREFIX}:delayed"
 WAITING = f"{PREFIX}:waiting"
 BATCHES = f"{PREFIX}:batches"
+FILES_EXPIRY = f"{PREFIX}:files:expiry"
 WEBHOOKS = f"{PREFIX}:webhooks"
 WORKERS = f"{PREFIX}:workers"
 # kombu's Redis transport keeps a delivered, unacknowledged message in this hash (its default
@@ -183,6 +194,10 @@ def batch(batch_id: str) -> str:
 
 def batch_done(batch_id: str) -> str:
     return f"{PREFIX}:batch:{batch_id}:done"
+
+
+def batch_inflight(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{batch_id}:inflight"
 
 
 def batch_output(batch_id: str) -> str:

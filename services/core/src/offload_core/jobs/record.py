@@ -59,6 +59,7 @@ class Job(BaseModel):
     payload_bytes: int = 0  # the input's size: what the tenant's byte quota counts
     payload_ref: str | None = None  # the input in object storage (offload_core.payloads), else inline
     final_event: str | None = None  # the stream id of the terminal state event (replayed from here)
+    batch: str | None = None  # the batch this job is a line of (its end is collected into the batch)
 
     @classmethod
     def from_hash(cls, raw: dict[bytes | str, bytes | str]) -> "Job":
@@ -91,6 +92,7 @@ class Job(BaseModel):
             payload_bytes=int(h.get("payload_bytes") or 0),
             payload_ref=h.get("payload_ref") or None,
             final_event=h.get("final_event") or None,
+            batch=h.get("batch") or None,
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -112,7 +114,7 @@ class Job(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 h[name] = repr(value)
-        for name in ("idempotency_key", "callback_url", "trace_id", "payload_ref"):
+        for name in ("idempotency_key", "callback_url", "trace_id", "payload_ref", "batch"):
             value = getattr(self, name)
             if value:
                 h[name] = value
@@ -138,6 +140,7 @@ class Job(BaseModel):
             "idempotency_key": self.idempotency_key,
             "callback_url": self.callback_url,
             "trace_id": self.trace_id,
+            "batch_id": self.batch,
             "cancel_requested": self.cancel_requested,
             "webhook": self.webhook,
             "links": {
@@ -154,7 +157,7 @@ RECORD_FIELDS: tuple[str, ...] = (
     "id", "type", "tenant", "priority", "state", "progress", "attempts", "max_attempts", "created_at", "run_at",
     "queued_at", "started_at", "finished_at", "retry_at", "error", "params", "idempotency_key", "callback_url",
     "trace_id", "cancel_requested", "worker", "result_writes", "webhook", "queue", "payload_bytes", "payload_ref",
-    "final_event",
+    "final_event", "batch",
 )
 
 

@@ -58,6 +58,10 @@ class NewJob:
     payload_sha256: str | None = None
     job_id: str | None = None  # made by the caller when it needs the id first (an S3 object key)
     tokens: int = 0  # an LLM job's cost under OFFLOAD_LLM_TOKENS_PER_MINUTE (max_tokens + prompt estimate)
+    batch_id: str | None = None  # a batch line's batch: its end is collected into the batch's output
+    # False for batch lines: the batch was one request, so its lines spend neither the tenant's
+    # submissions per minute nor its tokens per minute (the unfinished-job and byte quotas apply).
+    counts_rate: bool = True
 
     @property
     def payload_bytes(self) -> int:
@@ -120,6 +124,7 @@ class JobStore:
             created_at=now, run_at=new.run_at if scheduled else None, queued_at=None if scheduled else now,
             params=new.params, idempotency_key=new.idempotency_key, callback_url=new.callback_url,
             trace_id=new.trace_id, queue=queue, payload_bytes=new.payload_bytes, payload_ref=new.payload_ref,
+            batch=new.batch_id,
         )
         minute = int(now // 60)
         fields = json.dumps([x for kv in job.to_hash().items() for x in kv], separators=(",", ":"))
@@ -144,6 +149,7 @@ class JobStore:
                     max_bytes=s.max_queued_bytes_per_tenant, now=repr(now),
                     due=repr(new.run_at) if scheduled else "", fields=fields, payload=new.payload,
                     payload_bytes=new.payload_bytes, message=message, message_tag=tag,
+                    counts_rate="1" if new.counts_rate else "0",
                 ))
                 status, ident = await self._submit(keys=submit_keys, args=submit_args)
         status = as_text(status)

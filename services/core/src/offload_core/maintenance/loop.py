@@ -8,6 +8,10 @@
     lost-message      lost_message_sweep_seconds     one replica per interval (a Redis lock)
       sweep           (60 s)
     reconciliation    reconcile_seconds (300 s)      one replica per interval (a Redis lock)
+    batches           batch_feed_seconds (0.5 s)     one replica per interval (a Redis lock): collects
+                                                     ended lines, feeds more, ends batches
+                                                     (batches/coordinator.py)
+    file expiry       60 s                           every replica (each delete checks first)
 
 The gateway runs it because it is always up (KEDA may scale every worker to zero). A task that
 fails (Redis away) logs once, keeps its interval and tries again; nothing here can stop the
@@ -25,6 +29,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from offload_core.batches.coordinator import BatchCoordinator
+from offload_core.batches.store import BatchStore
 from offload_core.errors import StoreUnavailable
 from offload_core.jobs import keys
 from offload_core.jobs.store import JobStore
@@ -38,10 +44,14 @@ from offload_core.maintenance.webhooks import WebhookDispatcher
 log = logging.getLogger("offload.maintenance")
 
 
+FILE_EXPIRY_SECONDS = 60.0
+
+
 class Maintenance:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, batches: BatchStore | None = None) -> None:
         s = store.settings
         self.store, self.settings = store, s
+        self.batches = BatchCoordinator(batches) if batches is not None else None
         self.mover = DelayedMover(store.redis, s)
         self.waiting = WaitingSweep(store.redis, s)
         self.reaper = LeaseReaper(store.redis, s, store.app)
@@ -62,6 +72,9 @@ class Maintenance:
             out.append(("lost-message-sweep", s.lost_message_sweep_seconds, self._sweep, True))
         if s.reconcile_seconds > 0:
             out.append(("reconcile", s.reconcile_seconds, self.reconciler.run_once, True))
+        if self.batches is not None:
+            out.append(("batches", s.batch_feed_seconds, self.batches.tick, True))
+            out.append(("file-expiry", FILE_EXPIRY_SECONDS, self.batches.files.expire_due, False))
         return out
 
     async def run(self) -> None:
@@ -82,8 +95,11 @@ class Maintenance:
         while True:
             started = time.monotonic()
             try:
+                # The lock lives a little less than the interval: held for exactly the interval,
+                # this replica's own next turn (its timer a millisecond early) finds it still
+                # there and skips, halving the task's rate (the batch feed, measured).
                 if not locked or await self.store.redis.set(keys.lock(name), str(time.time()), nx=True,
-                                                            px=max(1, int(interval * 1000))):
+                                                            px=max(1, int(interval * 900))):
                     await what()
                 if failing:
                     log.info("%s: Redis answers again", name)

@@ -10,7 +10,8 @@ in all, and retries with backoff up to `webhook_max_attempts`. A slow receiver t
 one dispatcher slot for at most the timeout, and never a job worker.
 
 The delivery id, `<job id>/<id of its terminal event>`, is the same on every attempt; a job
-that is requeued and ends again makes a new one. Delivery is at least once: receivers
+that is requeued and ends again makes a new one. A batch's end is delivered the same way
+(`<batch id>/<final status>`, the batch object as the body, event `batch.<status>`). Delivery is at least once: receivers
 deduplicate on `X-Offload-Delivery`. The attempt's outcome is in the job's `webhook` field.
 """
 
@@ -26,6 +27,8 @@ import httpx
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 
+from offload_core.batches.record import FIELDS as BATCH_FIELDS
+from offload_core.batches.record import BatchRecord
 from offload_core.jobs import keys, scripts
 from offload_core.jobs.backoff import backoff_seconds
 from offload_core.jobs.record import RECORD_FIELDS, Job, as_text, from_fields
@@ -87,6 +90,9 @@ class WebhookDispatcher:
                               delivery_id)
 
     async def _deliver(self, delivery_id: str) -> None:
+        if delivery_id.startswith("batch_"):
+            await self._deliver_batch(delivery_id)
+            return
         job_id = delivery_id.partition("/")[0]
         job = from_fields(await self.redis.hmget(keys.job(job_id), RECORD_FIELDS))
         if job is None or not job.callback_url:  # expired meanwhile: nothing left to tell
@@ -115,6 +121,41 @@ class WebhookDispatcher:
         else:
             await self._settle(job, delivery_id, attempt_no, "refused" if attempt.status is None and not
                                attempt.retryable else "failed", attempt)
+
+    async def _deliver_batch(self, delivery_id: str) -> None:
+        """A batch's end (delivery id `<batch id>/<status>`): the batch object, signed the same way,
+        to its metadata.callback_url; the delivery's progress is in the batch's `webhook` field."""
+        batch_id = delivery_id.partition("/")[0]
+        batch = BatchRecord.from_values(await self.redis.hmget(keys.batch(batch_id), BATCH_FIELDS))
+        if batch is None or not batch.callback_url:
+            await self.redis.zrem(keys.WEBHOOKS, delivery_id)
+            return
+        previous = batch.webhook or {}
+        attempt_no = previous.get("attempts", 0) + 1 if previous.get("delivery_id") == delivery_id else 1
+        secret = secret_for(self.settings, batch.tenant)
+        if secret is None:
+            attempt = Attempt(False, False, detail="no webhook secret is configured for this tenant")
+        else:
+            body = json.dumps({"event": f"batch.{batch.status}", "batch": batch.to_api()}, separators=(",", ":"))
+            started = time.monotonic()
+            attempt = await post_signed(self.client, batch.callback_url, body.encode(), secret=secret,
+                                        delivery_id=delivery_id, allow=self.allow,
+                                        timeout=self.settings.webhook_timeout_seconds)
+            WEBHOOK_SECONDS.observe(time.monotonic() - started)
+        retry = not attempt.delivered and attempt.retryable and attempt_no < self.settings.webhook_max_attempts
+        state = "delivered" if attempt.delivered else "pending" if retry else "failed"
+        status = {"state": state, "delivery_id": delivery_id, "attempts": attempt_no,
+                  "last_status": attempt.status, "detail": attempt.detail}
+        await self._set_status(job_key=keys.batch(batch_id), status_json=json.dumps(status, separators=(",", ":")))
+        if retry:
+            delay = backoff_seconds(self.settings, attempt_no, attempt.retry_after)
+            await self.redis.zadd(keys.WEBHOOKS, {delivery_id: time.time() + delay}, xx=True)
+            WEBHOOK_DELIVERIES.labels("retry").inc()
+        else:
+            await self.redis.zrem(keys.WEBHOOKS, delivery_id)
+            WEBHOOK_DELIVERIES.labels(state).inc()
+        log.info("batch %s webhook %s (attempt %d%s)", batch_id, state, attempt_no,
+                 f", HTTP {attempt.status}" if attempt.status else f": {attempt.detail}" if attempt.detail else "")
 
     async def _settle(self, job: Job, delivery_id: str, attempt_no: int, state: str, attempt: Attempt) -> None:
         await self._record(job, delivery_id, attempt_no, state, attempt)

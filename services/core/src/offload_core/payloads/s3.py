@@ -273,6 +273,44 @@ class S3PayloadStore:
             time.sleep(_backoff(attempt))
         raise AssertionError("unreachable")
 
+    # ------------------------------------------------------------------ reads (the APIs: files)
+
+    async def aget_range(self, ref: PayloadRef, start: int, length: int) -> bytes:
+        """`length` bytes of the object from `start` (fewer at its end): a batch file read in
+        windows. `PayloadMissing` when the object is gone, `PayloadUnavailable` when the store is."""
+        if length <= 0 or start >= ref.size:
+            return b""
+        end = min(ref.size, start + length) - 1
+        client = self._async_client()
+        for attempt in range(self.config.max_attempts):
+            url, signed = self._request("GET", ref.bucket, ref.key, EMPTY_SHA256)
+            signed["range"] = f"bytes={start}-{end}"  # not signed: S3 does not ask for it
+            try:
+                response = await client.request("GET", url, headers=signed)
+                if response.status_code in (200, 206):
+                    body = response.content
+                    return body[start:end + 1] if response.status_code == 200 else body
+                failure = _failure_of(response, response.content[:ERROR_BODY_LIMIT])
+            except httpx.TransportError as exc:
+                failure = _transport_failure(exc)
+            if failure.status == 404 and failure.code in ("NoSuchKey", ""):
+                raise PayloadMissing(f"object {ref.key!r} is not in object storage any more")
+            if not failure.retry or attempt + 1 == self.config.max_attempts:
+                raise self._give_up("read", failure, attempt + 1)
+            await asyncio.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
+    async def astream(self, ref: PayloadRef) -> AsyncIterator[bytes]:
+        """The object in chunks of about CHUNK_BYTES, each read when the caller asks for it (a
+        download streamed to a client): in windows, so a dropped connection costs one window."""
+        position = 0
+        while position < ref.size:
+            chunk = await self.aget_range(ref, position, CHUNK_BYTES * 4)
+            if not chunk:
+                raise PayloadCorrupt(f"object {ref.key!r} is shorter than the {ref.size} bytes stored")
+            position += len(chunk)
+            yield chunk
+
     # ------------------------------------------------------------------ delete (both)
 
     def delete(self, ref: PayloadRef) -> None:

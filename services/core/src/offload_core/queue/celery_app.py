@@ -91,6 +91,6 @@ def make_control_app(settings: Settings) -> Celery:
     app.conf.update(broker_transport=TRANSPORT, task_serializer="json", accept_content=["json"],
                     task_ignore_result=True, result_backend=None, broker_connection_retry_on_startup=True,
                     task_queues=[], task_default_queue="offload-control-only")
-    if urlsplit(settings.redis_url).scheme == "rediss":
-        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if tls := settings.redis_tls_options():
+        app.conf.broker_use_ssl = tls  # as the workers' (make_celery): verified, a private CA if given
     return app

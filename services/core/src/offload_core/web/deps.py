@@ -19,6 +19,8 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPBearer
 
+from offload_core.batches.store import BatchStore
+from offload_core.files.store import FileStore
 from offload_core.jobs.store import JobStore
 from offload_core.maintenance.loop import Maintenance
 from offload_core.payloads.s3 import S3PayloadStore
@@ -36,6 +38,8 @@ class Services:
     store: JobStore
     api_keys: ApiKeys
     payloads: S3PayloadStore | None = None  # inputs above the threshold go here (OFFLOAD_PAYLOAD_STORE=s3)
+    files: FileStore | None = None
+    batches: BatchStore | None = None
 
 
 # Young objects the cyclic collector lets pile up before it looks (Python's default: 700).
@@ -80,7 +84,9 @@ def lifespan_for(settings: Settings, *, maintenance: bool = False, background: S
         redis = pooled_client(settings)
         store = JobStore(redis, settings)
         payloads = S3PayloadStore.from_settings(settings) if settings.payload_store == "s3" else None
-        services = Services(settings, store, ApiKeys.from_settings(settings), payloads)
+        files = FileStore(redis, settings, payloads)
+        batches = BatchStore(store, files)
+        services = Services(settings, store, ApiKeys.from_settings(settings), payloads, files, batches)
         app.state.services = services
         metrics = None
         if settings.metrics_port:
@@ -88,7 +94,7 @@ def lifespan_for(settings: Settings, *, maintenance: bool = False, background: S
                                           extra=metrics_extra(services) if metrics_extra else None).start()
         work = [asyncio.create_task(run(app, services)) for run in background]
         if maintenance:
-            work.append(asyncio.create_task(Maintenance(store).run(), name="maintenance"))
+            work.append(asyncio.create_task(Maintenance(store, batches).run(), name="maintenance"))
         for task in work:
             task.add_done_callback(_report_failure)
         settle_collector()
@@ -117,6 +123,8 @@ class Caller:
     store: JobStore
     settings: Settings
     payloads: S3PayloadStore | None = None
+    files: FileStore | None = None
+    batches: BatchStore | None = None
 
 
 class ApiKeyBearer(HTTPBearer):
@@ -138,7 +146,8 @@ class ApiKeyBearer(HTTPBearer):
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
         services: Services = request.app.state.services
         principal = services.api_keys.authenticate(request.headers.get("authorization"))
-        return Caller(principal, services.store, services.settings, services.payloads)
+        return Caller(principal, services.store, services.settings, services.payloads, services.files,
+                      services.batches)
 
 
 async def get_store(request: Request) -> JobStore:

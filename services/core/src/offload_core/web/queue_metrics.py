@@ -6,6 +6,8 @@
     offload_dead_letters                       jobs in the dead-letter set
     offload_redis_used_memory_bytes            Redis's used memory (INFO memory)
     offload_redis_maxmemory_bytes              its maxmemory (0: none set)
+    offload_batches_running                    batches not yet ended
+    offload_batch_lines_in_flight              their line jobs submitted and not yet collected
     offload_workers_live{type}                 live worker processes in the registry (fleet/)
     offload_workers_lost_total{type}           workers found lost (no heartbeat for
                                                OFFLOAD_WORKER_LOST_AFTER_SECONDS), each counted once
@@ -29,6 +31,7 @@ import logging
 from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
+from offload_core.batches.store import running_totals
 from offload_core.errors import StoreUnavailable
 from offload_core.fleet.registry import live_by_type, read_workers, sweep_lost
 from offload_core.jobs import throughput
@@ -47,6 +50,9 @@ JOBS_RUNNING = Gauge("offload_jobs_running", "Jobs running now", ["type"], multi
 DEAD_LETTERS = Gauge("offload_dead_letters", "Jobs in the dead-letter set", multiprocess_mode="livemostrecent")
 REDIS_USED_MEMORY = Gauge("offload_redis_used_memory_bytes", "Memory Redis uses (INFO memory used_memory)",
                           multiprocess_mode="livemostrecent")
+BATCHES_RUNNING = Gauge("offload_batches_running", "Batches not yet ended", multiprocess_mode="livemostrecent")
+BATCH_LINES_IN_FLIGHT = Gauge("offload_batch_lines_in_flight", "Line jobs of running batches submitted and not "
+                              "yet collected", multiprocess_mode="livemostrecent")
 REDIS_MAXMEMORY = Gauge("offload_redis_maxmemory_bytes", "Redis's maxmemory (0: no limit set)",
                         multiprocess_mode="livemostrecent")
 WORKERS_LIVE = Gauge("offload_workers_live", "Live worker processes in the registry, per job type", ["type"],
@@ -62,10 +68,11 @@ async def refresh(store: JobStore) -> None:
         stats = await store.queue_stats()
         async with asyncio.timeout(5):
             memory = await read_memory(store.redis)
+            batches, lines = await running_totals(store.redis)
     except (StoreUnavailable, RedisError, OSError, TimeoutError):
         for gauge in (QUEUE_DEPTH, QUEUE_OLDEST_AGE, JOBS_RUNNING):
             gauge.clear()
-        for gauge in (DEAD_LETTERS, REDIS_USED_MEMORY, REDIS_MAXMEMORY):
+        for gauge in (DEAD_LETTERS, REDIS_USED_MEMORY, REDIS_MAXMEMORY, BATCHES_RUNNING, BATCH_LINES_IN_FLIGHT):
             gauge.set(float("nan"))
         return
     for queue, info in stats["queues"].items():
@@ -76,6 +83,8 @@ async def refresh(store: JobStore) -> None:
     DEAD_LETTERS.set(stats["dead"])
     REDIS_USED_MEMORY.set(memory.used_bytes)
     REDIS_MAXMEMORY.set(memory.max_bytes)
+    BATCHES_RUNNING.set(batches)
+    BATCH_LINES_IN_FLIGHT.set(lines)
     await refresh_fleet(store)
 
 

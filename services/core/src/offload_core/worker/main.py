@@ -1,14 +1,15 @@
 """Start a worker: the Celery app for one job type, the shared runner, the health/metrics port.
 
-`offload-worker-ocr` and `offload-worker-llm` call `run_worker` with their handler; the
-container, `make run` and the tests all start workers through these same commands.
+`offload-worker-ocr` and `offload-worker-llm` call `run_worker` with their handlers (one per job
+type the worker serves besides probes: SERVED_BY); the container, `make run` and the tests all
+start workers through these same commands.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
@@ -22,7 +23,7 @@ from offload_core.observability.tracing import install_job_context
 from offload_core.queue.celery_app import make_celery
 from offload_core.queue.routing import TASK_NAMES, consumed_by
 from offload_core.settings import Settings
-from offload_core.types import JobType
+from offload_core.types import SERVED_BY, JobType
 from offload_core.worker.handler import JobHandler
 from offload_core.worker.http import start_health_server
 from offload_core.worker.presence import Presence
@@ -32,17 +33,25 @@ from offload_core.worker.runner import JobRunner, WorkerResources
 log = logging.getLogger("offload.worker")
 
 
-def build_worker(job_type: JobType, handler: JobHandler, settings: Settings, pool: str = "prefork",
+Handlers = Mapping[JobType, JobHandler]
+
+
+def build_worker(job_type: JobType, handlers: Handlers, settings: Settings, pool: str = "prefork",
                  presence: Presence | None = None) -> Celery:
-    """The Celery app of a `job_type` worker: its own jobs' task, and the probe jobs' (every
-    worker runs those), sharing one store and lease keeper per process. In the threads and solo
-    pools the runner enforces the time limits itself (Celery does so only in prefork). With
-    `presence`, the worker registers itself and its consumer loop's pulse (worker/presence.py)."""
+    """The Celery app of a `job_type` worker: a task for each job type it serves (SERVED_BY: its
+    own, e.g. embeddings on the LLM workers, and the probe jobs every worker runs), sharing one
+    store and lease keeper per process. In the threads and solo pools the runner enforces the
+    time limits itself (Celery does so only in prefork). With `presence`, the worker registers
+    itself and its consumer loop's pulse (worker/presence.py)."""
+    handlers = {**handlers, JobType.PROBE: handle_probe}
+    if set(handlers) != set(SERVED_BY[job_type]):
+        raise ValueError(f"a {job_type} worker serves {sorted(SERVED_BY[job_type])}; handlers were given for "
+                         f"{sorted(handlers)}")
     app = make_celery(settings, job_type)
     resources = WorkerResources(settings, presence.counts if presence else None)
     own = pool != "prefork"
-    JobRunner(app, job_type, handler, settings, resources, own_time_limits=own).register()
-    JobRunner(app, JobType.PROBE, handle_probe, settings, resources, own_time_limits=own).register()
+    for served in SERVED_BY[job_type]:
+        JobRunner(app, served, handlers[served], settings, resources, own_time_limits=own).register()
     if presence is not None:
         app.steps["consumer"].add(presence.consumer_step())
     return app
@@ -81,7 +90,7 @@ def quiet_celery_per_task_lines() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler],
+def run_worker(job_type: JobType, make_handlers: Callable[[Settings], Handlers],
                on_process_start: Callable[[Settings], None] | None = None, pool_of: Pool = configured_pool) -> None:
     configure_logging()
     quiet_celery_per_task_lines()
@@ -92,7 +101,7 @@ def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler]
     pool, concurrency = pool_of(settings)
     client = connect_sync(settings)
     presence = Presence(settings, job_type, client, pool=pool, concurrency=concurrency)
-    app = build_worker(job_type, make_handler(settings), settings, pool, presence)
+    app = build_worker(job_type, make_handlers(settings), settings, pool, presence)
     server = start_health_server(settings, client, presence)
     main_pid = os.getpid()
     service_name = f"offload-worker-{job_type.value}"
@@ -100,7 +109,7 @@ def run_worker(job_type: JobType, make_handler: Callable[[Settings], JobHandler]
 
     def start_tracing() -> None:
         if setup_tracing(service_name, celery=True) is not None:
-            install_job_context([TASK_NAMES[job_type], TASK_NAMES[JobType.PROBE]])
+            install_job_context([TASK_NAMES[t] for t in SERVED_BY[job_type]])
 
     @setup_logging.connect(weak=False)
     def _own_logging(**_: object) -> None:

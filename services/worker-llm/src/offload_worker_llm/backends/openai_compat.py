@@ -181,7 +181,7 @@ class OpenAICompatBackend(LlmBackend):
 
     def _raise_for_status(self, response: httpx.Response, route: ModelRoute) -> None:
         status = response.status_code
-        detail = _error_detail(response, secret=route.api_key)
+        detail = error_detail(response, secret=route.api_key)
         if is_retryable_status(status):
             raise _NotYetStreamed(
                 f"HTTP {status}: {detail}", retry_after=parse_retry_after(response.headers.get("retry-after"))
@@ -278,7 +278,7 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _error_detail(response: httpx.Response, *, secret: str) -> str:
+def error_detail(response: httpx.Response, *, secret: str) -> str:
     """The server's own error message, short and free of our credentials, for the job's error."""
     raw = b""
     for part in response.iter_bytes():

@@ -45,8 +45,9 @@ class LuaScript:
     variadic: bool  # ARGV may carry unnamed values after the named ones
 
     @classmethod
-    def load(cls, name: str) -> "LuaScript":
-        source = (Path(__file__).parent / f"{name}.lua").read_text(encoding="utf-8")
+    def load(cls, name: str, folder: Path | None = None) -> "LuaScript":
+        """The script `<name>.lua` of this folder, or of `folder` (the files' and batches' own)."""
+        source = ((folder or Path(__file__).parent) / f"{name}.lua").read_text(encoding="utf-8")
         declared: dict[str, tuple[tuple[str, ...], bool]] = {}
         for match in _DECLARATION.finditer(source):
             names = tuple(n.strip() for n in match.group(1).split(","))

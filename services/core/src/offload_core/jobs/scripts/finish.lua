@@ -19,6 +19,8 @@
 -- pipeline's counts and events follow, and the pipeline's keys expire once no job of it is open.
 -- `tokens` ('' for none): an LLM result's usage as JSON {model, prompt, completion, ttl}, added
 -- to the tenant's counters of the day in the same step as the result, so it is counted once.
+-- A batch line's end (`batch` in its record) is added to its batch's done set while the batch
+-- runs, for the batch coordinator to collect.
 -- Returns {'ok', state} | {'requeued'} | {'cancelling'} | {'stale', state} | {'terminal', state}
 --   | {'alive'} | {'missing'}
 local job_key, events_key, running_key, usage_key, counters_key, dead_key, tenant_dead_key, delayed_key, pending_key, waiting_key, queue_key, webhooks_key, unacked_key, unacked_index_key, tokens_key = unpack(KEYS)
@@ -26,7 +28,7 @@ local mode, worker_id, tenant, new_state, now, result_json, error_json, retry_at
 
 local h = redis.call('HMGET', job_key, 'state', 'worker', 'id', 'type', 'attempts', 'max_attempts',
                      'cancel_requested', 'payload_bytes', 'callback_url', 'message_tag', 'tenant', 'result_writes',
-                     'pipeline_key', 'pipeline_events', 'step', 'page', 'next')
+                     'pipeline_key', 'pipeline_events', 'step', 'page', 'next', 'batch')
 local state, id, job_type = h[1], h[3], h[4]
 if not state then return {'missing'} end
 local not_started = state == 'queued' or state == 'scheduled' or state == 'retrying' or state == 'waiting'
@@ -119,6 +121,14 @@ redis.call('HINCRBY', counters_key, job_type .. ':' .. new_state, 1)
 redis.call('EXPIRE', job_key, retention)
 redis.call('EXPIRE', events_key, events_grace)
 if h[9] and h[9] ~= '' then redis.call('ZADD', webhooks_key, now, id .. '/' .. final_event) end
+if h[18] and h[18] ~= '' then
+  -- The batch's keys, as offload_core/jobs/keys.py names them.
+  local batch_key = 'offload:batch:' .. h[18]
+  local batch_status = redis.call('HGET', batch_key, 'status')
+  if batch_status == 'in_progress' or batch_status == 'cancelling' or batch_status == 'finalizing' then
+    redis.call('SADD', batch_key .. ':done', id)
+  end
+end
 if pipeline_key == '' then return {'ok', new_state} end
 
 -- A pipeline step: first the steps that wait for this one.

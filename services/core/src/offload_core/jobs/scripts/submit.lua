@@ -10,10 +10,12 @@
 -- An LLM job under a tokens-per-minute limit (`tpm_limit` > 0) also adds `tpm_cost` (its max_tokens
 -- plus a prompt estimate) to the tenant's tokens of this minute, refused beyond the limit; with
 -- no limit (0) that costs nothing.
+-- A batch line (`counts_rate` = '0') spends neither the rate nor the tokens per minute: its batch
+-- was one request; the unfinished-job and byte quotas apply to it as to any job.
 -- Returns {status, job id}: created | existing | conflict | rate_limited | tokens_limited
 --   | quota_exceeded | bytes_exceeded
 local idem_key, rate_key, usage_key, job_key, queue_key, pending_key, delayed_key, tenant_jobs_key, tpm_key = unpack(KEYS)
-local job_id, digest, idem_ttl, has_idem, rate_limit, rate_ttl, max_active, max_bytes, now, due, fields, payload, payload_bytes, message, message_tag, tpm_limit, tpm_cost = unpack(ARGV)
+local job_id, digest, idem_ttl, has_idem, rate_limit, rate_ttl, max_active, max_bytes, now, due, fields, payload, payload_bytes, message, message_tag, tpm_limit, tpm_cost, counts_rate = unpack(ARGV)
 
 if has_idem == '1' then
   local seen = redis.call('GET', idem_key)
@@ -24,13 +26,16 @@ if has_idem == '1' then
     return {'conflict', seen_id}
   end
 end
-local n = redis.call('INCR', rate_key)
-if n == 1 then redis.call('EXPIRE', rate_key, rate_ttl) end
-if n > tonumber(rate_limit) then
-  redis.call('DECR', rate_key)
-  return {'rate_limited', ''}
+local rated = counts_rate == '1'
+if rated then
+  local n = redis.call('INCR', rate_key)
+  if n == 1 then redis.call('EXPIRE', rate_key, rate_ttl) end
+  if n > tonumber(rate_limit) then
+    redis.call('DECR', rate_key)
+    return {'rate_limited', ''}
+  end
 end
-local tpm = tonumber(tpm_limit) > 0
+local tpm = rated and tonumber(tpm_limit) > 0
 if tpm then
   local used = redis.call('INCRBY', tpm_key, tpm_cost)
   if used == tonumber(tpm_cost) then redis.call('EXPIRE', tpm_key, rate_ttl) end
@@ -41,6 +46,7 @@ if tpm then
   end
 end
 local function undo_rate()
+  if not rated then return end
   redis.call('DECR', rate_key)
   if tpm then redis.call('DECRBY', tpm_key, tpm_cost) end
 end

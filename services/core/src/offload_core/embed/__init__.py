@@ -1,0 +1,1 @@
+"""Embedding jobs: the request the gateway validates and the LLM worker reads again."""
