@@ -65,12 +65,12 @@ def test_oversized_upload_is_refused_with_413(platform):
 
 
 def test_worker_still_serves_the_next_job_after_a_document_that_fails_in_the_worker(platform):
-    # The languages field is valid syntax but not installed: the worker fails the job, permanently.
-    bad = platform.submit_ocr(docs.small_png(), "x.png", fields={"languages": "klingon"}).json()["id"]
+    # Damaged pixels behind a sound PNG frame: accepted at submit, failed by the worker, for good.
+    bad = platform.submit_ocr(docs.damaged_pixels_png(), "x.png").json()["id"]
     good = platform.submit_ocr(docs.png_document().data, "ok.png").json()["id"]
     failed = platform.wait(bad)
     assert failed["state"] == "failed"
     assert failed["error"]["retryable"] is False
-    assert "klingon" in failed["error"]["message"]
+    assert "cannot be decoded" in failed["error"]["message"]
     assert failed["attempts"] == 1
     assert platform.wait(good)["state"] == "succeeded"

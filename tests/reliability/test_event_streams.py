@@ -188,7 +188,9 @@ def test_streams_cut_at_their_lifetime_resume_with_no_event_lost_or_repeated(pla
     assert len({event_id for event_id, _ in got}) == len(got)
     tokens = sum(1 for _, kind in got if kind == "token")
     assert got[-1][1] == "state" and tokens > 10
-    assert streams >= 3, f"only {streams} streams: the job ended before the lifetime cut any"
+    # The client opens another stream only when one ended before the job did: two streams are
+    # one cut at the lifetime and one resume (more on a quiet machine).
+    assert streams >= 2, f"only {streams} stream: the job ended before the lifetime cut any"
     figures.record("16-stream-lifetime", lifetime_s=1, events=len(got), token_events=tokens,
                    streams_opened_by_client=int(streams), lost=0, repeated=0,
                    completion_tokens=result.get("usage", {}).get("completion_tokens"))

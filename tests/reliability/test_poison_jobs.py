@@ -79,12 +79,14 @@ def test_poison_jobs_end_dead_or_failed_and_requeue_once_fixed(platform_factory,
                    backoff_max_s=round(max(d for v in delays.values() for d in v), 2),
                    requeued_and_succeeded=len(revived))
 
-    # Non-retryable: a model this worker does not serve is refused by the backend, once.
-    refused = platform.submit_llm({**SHORT, "model": "no-such-model"}).json()["id"]
+    # Non-retryable: a probe told to fail for good fails once, never retried. (A model this worker
+    # does not serve no longer gets that far: it is refused at submit.)
+    assert platform.submit_llm({**SHORT, "model": "no-such-model"}).status_code == 422
+    refused = platform.http_post("/v1/jobs/probe", tenant="ops", json={"fail": "permanent"}).json()["id"]
     wait_all_terminal(store, [refused], timeout=60)
     job = facts(store, [refused])[refused]
     assert job.state == "failed" and job.attempts == 1 and job.states == ("queued", "running", "failed"), job
-    assert job.error["retryable"] is False and "no-such-model" in job.error["message"]
+    assert job.error["retryable"] is False and "asked to fail" in job.error["message"]
 
     _a_job_that_kills_every_process_running_it_ends_dead(platform, store, figures)
 

@@ -78,6 +78,7 @@ def test_keys_tenants_callbacks_signatures_and_secrets(platform_factory, store, 
             "OFFLOAD_WEBHOOK_SECRETS": ",".join(f"{t}:{s}" for t, s in SECRETS.items()),
             "OFFLOAD_WEBHOOK_ALLOWLIST": "127.0.0.2/32", "OFFLOAD_WEBHOOK_MAX_ATTEMPTS": "1",
             "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OFFLOAD_PROBE_JOBS": "all",  # alice's failed job below is a probe told to fail
         }, worker_env={"llm": {"OFFLOAD_LLM_API_KEY": LLM_KEY}})
         gw, st, h = platform.gateway.url, platform.status.url, platform.headers
         problems: list[str] = []
@@ -96,7 +97,7 @@ def test_keys_tenants_callbacks_signatures_and_secrets(platform_factory, store, 
 
         # 2. Tenants x endpoints. Alice owns a finished job and a failed one.
         done = platform.submit_llm(SHORT).json()["id"]
-        failed = platform.submit_llm({**SHORT, "model": "not-served"}).json()["id"]
+        failed = platform.http_post("/v1/jobs/probe", json={"fail": "permanent"}).json()["id"]
         wait_all_terminal(store, [done, failed], timeout=60)
         matrix: dict[tuple[str, str], int] = {}
         for tenant in ("bob", "ops"):

@@ -372,6 +372,19 @@ def truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
+def damaged_pixels_png() -> bytes:
+    """A PNG whose framing is sound (every chunk whole, each CRC right) but whose compressed
+    pixels are damaged: only decoding finds that, so the gateway accepts it (202) and the OCR
+    worker fails the job, permanently. The failing OCR job the telemetry tests need."""
+    data = bytearray(png_document().data)
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4:at])[0]
+    for k in range(at + 4 + 2, at + 4 + length):  # keep the zlib header, scramble the stream
+        data[k] ^= 0x5A
+    data[at + 4 + length:at + 8 + length] = struct.pack(">I", zlib.crc32(bytes(data[at:at + 4 + length])))
+    return bytes(data)
+
+
 def truncated_jpeg() -> bytes:
     data = jpeg_document().data
     return data[: len(data) // 3]

@@ -30,6 +30,7 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.support.documents import damaged_pixels_png
 from tests.support.platform import TERMINAL, Platform, PlatformFactory
 from tests.support.processes import TEST_DB, RedisServer
 from tests.telemetry import dashboard
@@ -45,11 +46,11 @@ CONCURRENCY = 2
 # One unit of work, 25 jobs; every unit is the same, so a second batch can only add series if a
 # label grows with the jobs themselves. (kind, job type, how many)
 UNIT = (("ok", "llm", 11), ("refuse", "llm", 2), ("retry-once", "llm", 2), ("unavailable", "llm", 1),
-        ("ok", "ocr", 8), ("klingon", "ocr", 1))
+        ("ok", "ocr", 8), ("damaged", "ocr", 1))
 UNIT_SIZE = sum(n for _, _, n in UNIT)
 WARM_UP_UNITS, MEASURED_UNITS = 2, 20  # 50 jobs, then 500
 EXPECTED_OUTCOME = {"ok": "succeeded", "refuse": "failed", "retry-once": "succeeded", "unavailable": "dead",
-                    "klingon": "failed"}
+                    "damaged": "failed"}
 RETRIES = {"retry-once": 1, "unavailable": 1}  # OFFLOAD_LLM_MAX_ATTEMPTS=2: one retry, then dead
 BAD_REQUESTS_PER_UNIT = 3  # an unknown path on each API, and a submit with a wrong key
 
@@ -130,8 +131,9 @@ def submit(platform: Platform, kind: str, job_type: str, priority: str, tenant: 
         r = platform.submit_llm({"prompt": f"{marker}Say hi.", "max_tokens": 2, "temperature": 0,
                                  "priority": priority}, tenant=tenant)
     else:
-        fields = {"priority": priority, **({"languages": "klingon"} if kind == "klingon" else {})}
-        r = platform.submit_ocr(text_png("Prometheus counts this page"), "page.png", tenant=tenant, fields=fields,
+        # A damaged PNG passes the gateway's checks and fails in the OCR worker, permanently.
+        document = damaged_pixels_png() if kind == "damaged" else text_png("Prometheus counts this page")
+        r = platform.submit_ocr(document, "page.png", tenant=tenant, fields={"priority": priority},
                                 content_type="image/png")
     assert r.status_code == 202, r.text
     return Job(r.json()["id"], kind, job_type, priority, tenant)
@@ -263,11 +265,18 @@ def test_no_series_is_added_by_500_more_jobs(run: Run):
 
 def test_no_label_names_a_job_a_tenant_a_key_or_a_path(run: Run):
     all_series = run.prometheus.query('{__name__=~"offload_.+"}', at=run.t2)
-    values = {v for s in all_series for v in s["metric"].values()}
+    every_value = {v for s in all_series for v in s["metric"].values()}
     job_ids = {j.id for j in run.warm_up.jobs + run.measured.jobs}
-    assert not values & job_ids
-    assert not values & (set(run.platform.keys) | set(run.platform.keys.values()))
-    assert not [v for v in values if "no-such-thing" in v]
+    assert not every_value & job_ids
+    assert not every_value & set(run.platform.keys.values())
+    assert not [v for v in every_value if "no-such-thing" in v]
+    # The one tenant label is the LLM token counter's, bounded: the first
+    # OFFLOAD_LLM_USAGE_METRIC_TENANTS tenants by name, every later one as "_other".
+    with_tenant = [s["metric"] for s in all_series if "tenant" in s["metric"]]
+    assert {m["__name__"] for m in with_tenant} <= {"offload_llm_tokens_total"}
+    assert {m["tenant"] for m in with_tenant} <= set(run.platform.keys) | {"_other"}
+    others = {v for s in all_series for k, v in s["metric"].items() if k != "tenant"}
+    assert not others & set(run.platform.keys)
 
 
 # -- the queries of queries.yaml --------------------------------------------------------------
@@ -342,7 +351,7 @@ def test_queue_wait_quantile_per_type_and_priority(run: Run):
 
 
 def test_queue_depth_and_oldest_age_show_the_jobs_left_waiting(run: Run):
-    queues = {f"{t}.{p}" for t in ("llm", "ocr", "probe") for p in PRIORITIES}
+    queues = {f"{t}.{p}" for t in ("llm", "embed", "ocr", "probe") for p in PRIORITIES}
     depth = run.ask("queue_depth", at=run.t3)
     assert {k[0]: v for k, v in depth.items()} == {q: (3 if q == "ocr.low" else 0) for q in queues}
     age = run.ask("queue_oldest_age_seconds", at=run.t3)
@@ -354,7 +363,8 @@ def test_queue_depth_and_oldest_age_show_the_jobs_left_waiting(run: Run):
 
 
 def test_running_jobs_reach_but_never_pass_the_workers_slots(run: Run):
-    assert {k: v for k, v in run.ask("jobs_running").items()} == {("llm",): 0, ("ocr",): 0, ("probe",): 0}
+    assert {k: v for k, v in run.ask("jobs_running").items()} == {("llm",): 0, ("embed",): 0, ("ocr",): 0,
+                                                                  ("probe",): 0}
     during = run.prometheus.query_range(dashboard.queries()["jobs_running"].expr, run.t1, run.t2)
     peaks = {s["metric"]["type"]: max(s["values"]) for s in during if max(s["values"]) > 0}
     assert peaks.keys() == {"llm", "ocr"}
@@ -408,6 +418,18 @@ def test_no_object_store_is_configured_so_payloads_stay_inline(run: Run):
     assert all(math.isnan(v) for v in run.ask("payload_operation_seconds_p95").values())
     assert all(v == 0 for v in run.ask("payload_spool_bytes").values())
     assert all(v == 0 for v in run.ask("payload_spool_full_1h").values())
+
+
+def test_llm_tokens_per_model_and_kind_and_no_waits_without_a_cap(run: Run):
+    answer = {k: v for k, v in run.ask("llm_tokens_rate").items() if k != ("", "")}  # ("", ""): `or vector(0)`
+    assert {kind for _, kind in answer} == {"prompt", "completion"}, answer
+    assert all(v > 0 for (_, kind), v in answer.items() if kind == "completion"), answer
+    # Completion tokens: at most max_tokens (2) for each LLM job that succeeded in the batch.
+    seconds = run.t2 - run.t1
+    succeeded = run.measured.finished()[("llm", "succeeded")]
+    completion = sum(v for (_, kind), v in answer.items() if kind == "completion") * seconds
+    assert completion <= 2 * succeeded * 1.15, (completion, succeeded)
+    assert all(v == 0 for v in run.ask("capacity_waits_rate").values())  # no model has a capacity here
 
 
 def test_http_request_rates_by_service_and_status(run: Run):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.support.documents import damaged_pixels_png
 from tests.support.platform import Platform, PlatformFactory
 from tests.support.processes import TEST_DB, RedisServer
 from tests.telemetry.backends import Collector, Jaeger, JaegerSpan, collector_configs
@@ -73,8 +74,9 @@ def scenario(redis_server: RedisServer, llama_server: str, tmp_path_factory: pyt
         s = Scenario(platform, jaeger, collector)
         ids: dict[str, list[str]] = {
             "failed-llm": [llm(platform, "[refuse] ") for _ in range(4)],
-            "failed-ocr": [platform.submit_ocr(text_png(), "page.png", content_type="image/png",
-                                               fields={"languages": "klingon"}).json()["id"] for _ in range(4)],
+            # Damaged pixels: accepted at submit, failed by the OCR worker.
+            "failed-ocr": [platform.submit_ocr(damaged_pixels_png(), "page.png", content_type="image/png").json()["id"]
+                           for _ in range(4)],
             "dead": [llm(platform, "[unavailable] ") for _ in range(2)],
             "retried": [llm(platform, f"[unavailable-once:{uuid.uuid4().hex}] ") for _ in range(3)],
             "slow": [llm(platform, f"[slow:{SLOW_SECONDS}] ")],
