@@ -21,7 +21,8 @@ include mk/kubernetes.mk mk/bench.mk mk/observability.mk mk/s3.mk mk/cluster.mk
 
 help:
 	@echo "make run    - run gateway, status, worker-ocr, worker-llm (+ embedded Redis) locally"
-	@echo "make test   - run the whole test suite, the cluster suite last (installs what it needs)"
+	@echo "make test   - run the whole test suite but the cluster suite (installs what it needs)"
+	@echo "make test-cluster - the chart on a real Kubernetes API server with KEDA (needs Go; CI runs it too)"
 	@echo "make bench  - run the benchmarks (BENCHMARKS.md)"
 	@grep -hE '^## ' mk/*.mk 2>/dev/null | sed 's/^## /make /' || true
 
@@ -56,7 +57,6 @@ test-deps:
 # (.ci/run starts them in the background), and it says plainly why when it cannot run.
 test: sync test-deps $(K8S_TEST_PREREQS) $(OBS_TEST_PREREQS)
 	$(VENV)/bin/pytest -m "not cluster"
-	@$(MAKE) --no-print-directory test-cluster-if-go
 
 # Everything but the suites marked slow or cluster (a quicker loop while developing).
 test-fast: sync test-deps chart-tools $(OBS_TEST_PREREQS)
