@@ -262,6 +262,15 @@ def pdf_document(pages: int = 3, *, scanned: bool = False) -> Document:
     return Document(buf.getvalue(), _texts(pages))
 
 
+def text_png(text: str = "Trace this page", size: tuple[int, int] = (480, 120)) -> bytes:
+    """One short line of text on a small page: an OCR job that runs in well under a second."""
+    page = Image.new("L", size, 255)
+    ImageDraw.Draw(page).text((20, size[1] // 3), text, fill=0)
+    buf = io.BytesIO()
+    page.save(buf, "PNG")
+    return buf.getvalue()
+
+
 def small_png(size: tuple[int, int] = (64, 32)) -> bytes:
     """A tiny valid PNG, for tests about containers rather than text."""
     buf = io.BytesIO()

@@ -15,7 +15,6 @@ data comes from /api/traces/{id} on the same origin, which the test reads as the
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,10 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
 from tests.support.browser import sign_in
+from tests.support.documents import text_png
 from tests.support.platform import TERMINAL, Platform, PlatformFactory
 from tests.support.processes import REPO, TEST_DB, RedisServer, wait_for
 from tests.telemetry.backends import Collector, Jaeger, JaegerSpan, collector_configs
@@ -40,14 +39,6 @@ CONFIG = "k8s/addons/observability.yaml:otel-collector"
 GATEWAY, STATUS = "offload-gateway", "offload-status"
 WORKERS = {"ocr": "offload-worker-ocr", "llm": "offload-worker-llm"}
 KIND_VALUES = REPO / "k8s" / "values" / "kind.yaml"
-
-
-def text_png() -> bytes:
-    page = Image.new("L", (400, 100), 255)
-    ImageDraw.Draw(page).text((20, 40), "Jaeger shows this page", fill=0)
-    buf = io.BytesIO()
-    page.save(buf, "PNG")
-    return buf.getvalue()
 
 
 @dataclass
@@ -100,7 +91,8 @@ def scenario(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
         for job_type in ("ocr", "llm"):
             with traced.span(f"client: {job_type}"):
                 if job_type == "ocr":
-                    r = platform.submit_ocr(text_png(), "page.png", content_type="image/png", **traced.traceparent())
+                    r = platform.submit_ocr(text_png("Jaeger shows this page"), "page.png", content_type="image/png",
+                                            **traced.traceparent())
                 else:
                     r = platform.submit_llm({"prompt": "Name a colour.", "max_tokens": 4, "temperature": 0},
                                             **traced.traceparent())

@@ -10,7 +10,6 @@ without any trace context. The scenario runs once; each test reads one behaviour
 
 from __future__ import annotations
 
-import io
 import json
 import secrets
 import time
@@ -20,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw
 
+from tests.support.documents import text_png
 from tests.support.platform import TERMINAL, Platform, PlatformFactory
 from tests.support.processes import TEST_DB, RedisServer, free_port
 from tests.telemetry.conftest import CLIENT_SERVICE, TracedClient, otel_env
@@ -33,14 +32,6 @@ GATEWAY, STATUS, WORKER_OCR, WORKER_LLM = "offload-gateway", "offload-status", "
 LLM_API_KEY = "sk-offload-test-" + secrets.token_hex(12)
 PROMPT = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, "temperature": 0,
           "model": "smollm2-135m-instruct"}
-
-
-def small_text_png() -> bytes:
-    page = Image.new("L", (480, 120), 255)
-    ImageDraw.Draw(page).text((20, 40), "Trace this page", fill=0)
-    buf = io.BytesIO()
-    page.save(buf, "PNG")
-    return buf.getvalue()
 
 
 @dataclass
@@ -113,7 +104,7 @@ def scenario(redis_server: RedisServer, llama_server: str, tmp_path_factory: pyt
             s.jobs["llm"] = follow(platform, r.json()["id"], traced.traceparent())
             s.client_traces["llm"] = trace_id
         with traced.span("client: submit and follow an OCR job") as trace_id:
-            r = platform.submit_ocr(small_text_png(), "page.png", **traced.traceparent())
+            r = platform.submit_ocr(text_png("Trace this page"), "page.png", **traced.traceparent())
             assert r.status_code == 202, r.text
             s.jobs["ocr"] = follow(platform, r.json()["id"], traced.traceparent())
             s.client_traces["ocr"] = trace_id

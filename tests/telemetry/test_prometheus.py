@@ -14,7 +14,6 @@ printed (`pytest -s`) and written to prometheus-answers.txt in the test's tempor
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import time
@@ -28,9 +27,8 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw
 
-from tests.support.documents import damaged_pixels_png
+from tests.support.documents import damaged_pixels_png, text_png
 from tests.support.platform import TERMINAL, Platform, PlatformFactory
 from tests.support.processes import TEST_DB, RedisServer
 from tests.telemetry import dashboard
@@ -53,14 +51,6 @@ EXPECTED_OUTCOME = {"ok": "succeeded", "refuse": "failed", "retry-once": "succee
                     "damaged": "failed"}
 RETRIES = {"retry-once": 1, "unavailable": 1}  # OFFLOAD_LLM_MAX_ATTEMPTS=2: one retry, then dead
 BAD_REQUESTS_PER_UNIT = 3  # an unknown path on each API, and a submit with a wrong key
-
-
-def text_png(text: str) -> bytes:
-    page = Image.new("L", (420, 80), 255)
-    ImageDraw.Draw(page).text((16, 30), text, fill=0)
-    buf = io.BytesIO()
-    page.save(buf, "PNG")
-    return buf.getvalue()
 
 
 @dataclass

@@ -9,14 +9,12 @@ the prompts that ask for it; OCR jobs fail for real (a language that is not inst
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from PIL import Image, ImageDraw
 
 from tests.support.documents import damaged_pixels_png
 from tests.support.platform import Platform, PlatformFactory
@@ -32,14 +30,6 @@ DECISION_WAIT = 30  # seconds, as the configuration says
 SLOW_SECONDS = 11   # over its 10 s latency policy
 ORDINARY = 100
 WAVE = 10           # ordinary jobs per wave: short queues, so an ordinary trace stays well under 10 s
-
-
-def text_png() -> bytes:
-    page = Image.new("L", (400, 100), 255)
-    ImageDraw.Draw(page).text((20, 40), "Sampled or not", fill=0)
-    buf = io.BytesIO()
-    page.save(buf, "PNG")
-    return buf.getvalue()
 
 
 @dataclass

@@ -26,7 +26,7 @@ from offload_core.web.deps import AuthenticatedCaller, Caller
 from offload_core.web.problems import STORE_DOWN_SUBMIT, STORE_RETRY_AFTER_SECONDS, ProblemError
 
 from .routes import ID_RESPONSES, IDEMPOTENCY_KEY, SUBMIT_RESPONSES
-from .submission import admitted, drop_payload, parse_idempotency_key
+from .submission import admitted, drop_payload, parse_idempotency_key, refuse_over_limit
 from .uploads import read_ocr_form
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
@@ -145,23 +145,7 @@ async def submit_pipeline(request: Request, caller: AuthenticatedCaller) -> JSON
     if outcome.status == "conflict":
         raise ProblemError(409, "Idempotency-Key reused", "this Idempotency-Key was already used with a different "
                            "request; use a new key for a different pipeline", pipeline_id=outcome.pipeline_id)
-    if outcome.status == "rate_limited":
-        raise ProblemError(429, "Rate limit exceeded",
-                           f"more than {settings.rate_limit_per_minute} submissions this minute for your tenant",
-                           headers={"Retry-After": str(outcome.retry_after)})
-    if outcome.status == "tokens_limited":
-        raise ProblemError(429, "Token limit exceeded",
-                           f"this pipeline's LLM jobs would pass your tenant's {settings.llm_tokens_per_minute} "
-                           "tokens this minute", headers={"Retry-After": str(outcome.retry_after)})
-    if outcome.status == "quota_exceeded":
-        raise ProblemError(429, "Queued-job quota exceeded",
-                           f"this pipeline makes {jobs} jobs, and your tenant may have at most "
-                           f"{settings.max_queued_per_tenant} unfinished jobs; wait for some to finish",
-                           headers={"Retry-After": "30"})
-    if outcome.status == "bytes_exceeded":
-        raise ProblemError(429, "Queued-bytes quota exceeded",
-                           f"your tenant's unfinished jobs would hold more than {settings.max_queued_bytes_per_tenant} "
-                           "bytes of input; wait for some to finish", headers={"Retry-After": "30"})
+    refuse_over_limit(outcome.status, settings, outcome.retry_after, jobs=jobs)
     raise RuntimeError(f"unexpected pipeline outcome {outcome.status}")
 
 

@@ -43,6 +43,31 @@ def admitted(check: Callable[[], T], *, where: str = "") -> T:
         raise ProblemError(422, exc.title, f"{where}{exc.detail}", **exc.extra) from None
 
 
+def refuse_over_limit(status: str, settings: Settings, retry_after: int, *, jobs: int = 1) -> None:
+    """The 429 for a submission the tenant's limits refused (the submit scripts' statuses:
+    rate, tokens per minute, unfinished jobs, their bytes); nothing for any other status.
+    `jobs`: how many jobs the submission makes (a pipeline makes many)."""
+    wait = {"Retry-After": str(max(1, retry_after or 30))}
+    if status == "rate_limited":
+        raise ProblemError(429, "Rate limit exceeded",
+                           f"more than {settings.rate_limit_per_minute} submissions this minute for your tenant",
+                           headers=wait)
+    if status == "tokens_limited":
+        raise ProblemError(429, "Token limit exceeded",
+                           f"your tenant's LLM jobs this minute would ask for more than "
+                           f"{settings.llm_tokens_per_minute} tokens (max_tokens plus the prompt)", headers=wait)
+    if status == "quota_exceeded":
+        held = (f"this submission makes {jobs} jobs, and your tenant may have at most "
+                f"{settings.max_queued_per_tenant} unfinished jobs" if jobs > 1
+                else f"your tenant already has {settings.max_queued_per_tenant} unfinished jobs")
+        raise ProblemError(429, "Queued-job quota exceeded", f"{held}; wait for some to finish", headers=wait)
+    if status == "bytes_exceeded":
+        raise ProblemError(429, "Queued-bytes quota exceeded",
+                           f"your tenant's unfinished jobs would hold more than "
+                           f"{settings.max_queued_bytes_per_tenant} bytes of input; wait for some to finish",
+                           headers=wait)
+
+
 def parse_priority(value: str | None) -> Priority:
     try:
         return Priority(value or Priority.NORMAL)
@@ -177,22 +202,5 @@ async def _submit(store: JobStore, new: NewJob) -> JSONResponse:
         raise ProblemError(409, "Idempotency-Key reused",
                            "this Idempotency-Key was already used with a different request body; "
                            "use a new key for a different job", job_id=outcome.job_id)
-    if outcome.status == "rate_limited":
-        raise ProblemError(429, "Rate limit exceeded",
-                           f"more than {store.settings.rate_limit_per_minute} submissions this minute for your tenant",
-                           headers={"Retry-After": str(outcome.retry_after)})
-    if outcome.status == "tokens_limited":
-        raise ProblemError(429, "Token limit exceeded",
-                           f"your tenant's LLM jobs this minute would ask for more than "
-                           f"{store.settings.llm_tokens_per_minute} tokens (max_tokens plus the prompt)",
-                           headers={"Retry-After": str(outcome.retry_after)})
-    if outcome.status == "quota_exceeded":
-        raise ProblemError(429, "Queued-job quota exceeded",
-                           f"your tenant already has {store.settings.max_queued_per_tenant} unfinished jobs; "
-                           "wait for some to finish", headers={"Retry-After": str(outcome.retry_after)})
-    if outcome.status == "bytes_exceeded":
-        raise ProblemError(429, "Queued-bytes quota exceeded",
-                           f"your tenant's unfinished jobs would hold more than "
-                           f"{store.settings.max_queued_bytes_per_tenant} bytes of input; wait for some to finish",
-                           headers={"Retry-After": str(outcome.retry_after)})
+    refuse_over_limit(outcome.status, store.settings, outcome.retry_after)
     raise RuntimeError(f"unexpected submit outcome {outcome.status}")

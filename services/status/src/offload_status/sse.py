@@ -22,9 +22,10 @@ from starlette.types import Receive, Scope, Send
 
 from offload_core.errors import StoreUnavailable
 from offload_core.jobs import keys
+from offload_core.jobs.events import is_terminal_event
 from offload_core.jobs.store import JobStore
 from offload_core.pipelines.store import PipelineStore
-from offload_core.types import TERMINAL_STATES, EventKind
+from offload_core.types import TERMINAL_STATES
 
 from .event_hub import LiveEventHub
 from .stream_slots import StreamSlot
@@ -36,15 +37,6 @@ RECONNECT_MS = 2000     # what a client waits after a stream that broke
 # After a stream that ended at its lifetime the client comes back within this (spread out, so
 # streams opened together do not all come back at once).
 RESUME_MS = (250, 1000)
-
-
-def is_terminal_event(kind: str, data: str) -> bool:
-    if kind != EventKind.STATE:
-        return False
-    try:
-        return json.loads(data).get("state") in TERMINAL_STATES
-    except ValueError:
-        return False
 
 
 def format_event(event_id: str, kind: str, data: str) -> str:
