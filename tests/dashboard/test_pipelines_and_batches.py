@@ -82,10 +82,17 @@ def test_a_pipeline_page_shows_each_steps_jobs_reach_succeeded_live_and_the_resu
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(page.get_by_role("button", name="Retry")).to_be_hidden()
 
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing pushes the page sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
+
     # Each step's job is a job like any other: its link opens the job page.
     page.locator(f"#pipeline-steps tr[data-job-id='{jobs[1]}']").get_by_role("link").click()
     expect(page.locator("#job-id")).to_have_text(jobs[1])
     expect(page.locator("#job-state")).to_have_text("succeeded")
+    page.go_back()  # a finished pipeline's page, opened afresh, shows its result (the stream replays it)
+    expect(page.locator("#pipeline-state")).to_have_text("succeeded")
+    expect(page.locator("#pipeline-result-text")).to_have_text(done["result"]["text"])
 
 
 def test_a_batch_shows_its_counts_and_its_output_file_downloads_through_the_page(page: Page, site: Site):
@@ -127,6 +134,11 @@ def test_a_batch_shows_its_counts_and_its_output_file_downloads_through_the_page
     output = [json.loads(line) for line in open(download.path(), encoding="utf-8")]
     assert sorted(line["custom_id"] for line in output) == ["q-0", "q-1", "q-2"]
     assert all(line["response"]["status_code"] == 200 for line in output)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.get_by_role("link", name="← Batches").click()
+    expect(row).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     key = platform.keys["bob"]
     assert not [u for u in urls if key in u]
 

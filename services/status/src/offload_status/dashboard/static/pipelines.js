@@ -101,9 +101,11 @@ function renderPipeline(pipeline, config) {
   $('pipeline-steps').replaceChildren(...pipeline.steps.map((step, i) => stepSection(step, i + 1)));
   show('pipeline-cancel', cancellable(pipeline));
   show('pipeline-retry', pipeline.state === 'failed');
-  const hasResult = pipeline.state === 'succeeded' && pipeline.result !== undefined && pipeline.result !== null;
-  if (hasResult) $('pipeline-result').replaceChildren(...renderResult(pipeline.result));
-  show('pipeline-result-section', hasResult);
+  // The stream's opening `pipeline` event carries no result: keep the one shown.
+  if (pipeline.state === 'succeeded' && pipeline.result !== undefined && pipeline.result !== null) {
+    $('pipeline-result').replaceChildren(...renderResult(pipeline.result));
+    show('pipeline-result-section', true);
+  } else if (pipeline.state !== 'succeeded') show('pipeline-result-section', false);
 }
 
 // A job's move, shown at once; the counts and the result follow with the next read.
