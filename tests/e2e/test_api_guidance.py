@@ -74,6 +74,13 @@ def test_cors_lets_any_origin_call_the_gateway_without_credentials(apis):
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "*"
         assert "access-control-allow-credentials" not in preflight.headers
+    # The dashboard reads batches and downloads their files from the gateway: GET, with the key in a header.
+    preflight = httpx.options(f"{apis.gateway.url}/v1/batches", headers={
+        "Origin": "http://127.0.0.1:8001", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 200 and "GET" in preflight.headers["access-control-allow-methods"]
+    listed = httpx.get(f"{apis.gateway.url}/v1/batches", headers={**apis.headers(), "Origin": "http://127.0.0.1:8001"})
+    assert listed.status_code == 200 and listed.headers["access-control-allow-origin"] == "*"
     # The key still decides: an origin that may call gets 401 without one.
     no_key = httpx.delete(f"{apis.gateway.url}/v1/jobs/{job_id}", headers={"Origin": "https://evil.example"})
     assert no_key.status_code == 401 and no_key.headers["access-control-allow-origin"] == "*"

@@ -83,12 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_routes(app, health_router, jobs_router, files_router, batches_router, pipelines_router, dead_letters_router)
     app.state.service_name = GATEWAY
     # The dashboard, served by the status service under whatever host name the user reached it
-    # by (localhost, 127.0.0.1, the machine's name, an ingress), cancels and requeues jobs here.
+    # by (localhost, 127.0.0.1, the machine's name, an ingress), cancels and requeues jobs and
+    # pipelines here, and reads batches and their files (GET, as the Batches API is the gateway's).
     # Any origin may call, without credentials: the API takes its key only from the
     # Authorization header, which a browser never adds by itself, and no cookie, client
     # certificate or source address grants anything. A page from another site can thus send
     # only what its own script holds, as curl could: no ambient authority for CORS to guard.
     app.add_middleware(BrowserOnlyCORS, allow_origins=["*"], allow_credentials=False,
-                       allow_methods=["POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
+                       allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
                        max_age=600)
     return app

@@ -1,64 +1,29 @@
 // The dashboard: sign in with an API key, an overview (queues, throughput, workers, recent jobs,
-// dead letters) that refreshes itself, and a job page that follows the job live. Everything shown
-// comes from the JSON APIs; nothing is written with innerHTML, so job data can never become markup.
+// dead letters) that refreshes itself, and a job page that follows the job live; pipelines and
+// batches have their own lists and pages (pipelines.js, batches.js). Everything shown comes from
+// the JSON APIs; nothing is written with innerHTML, so job data can never become markup.
 
 import { Api, ApiError, TERMINAL } from './api.js';
+import { $, badge, duration, fieldList, h, jobLink, show, sleep, timeEl, traceLink } from './dom.js';
+import { BATCH_ROUTE, batchList, showBatch } from './batches.js';
 import { renderCluster } from './cluster.js';
 import { renderWarnings, renderWorkers } from './fleet.js';
+import { PIPELINE_ROUTE, pipelineList, showPipeline } from './pipelines.js';
 import { renderThroughput } from './throughput.js';
 
 const KEY_STORAGE = 'offload.apiKey';
 const REFRESH_MS = 3000;
 const JOB_ROUTE = /^#\/jobs\/([0-9a-fA-F-]{36})$/;
 const JOB_ID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-
-const $ = (id) => document.getElementById(id);
+// Pages that follow one thing live: coming back to the tab does not reload them.
+const LIVE_ROUTES = [JOB_ROUTE, PIPELINE_ROUTE, BATCH_ROUTE];
+const VIEWS = ['sign-in', 'overview', 'job-view', 'pipelines-view', 'pipeline-view', 'batches-view', 'batch-view'];
 
 let config = null;
 let api = null;
 let pageController = null;  // aborts the current view's timers, requests and streams
 
 // -- small helpers ----------------------------------------------------------------------------
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === 'class') node.className = value;
-    else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function show(id, visible) { $(id).hidden = !visible; }
-
-function duration(seconds) {
-  if (seconds === null || seconds === undefined) return '–';
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
-  if (seconds < 3600) return `${(seconds / 60).toFixed(1)} min`;
-  if (seconds < 86400) return `${(seconds / 3600).toFixed(1)} h`;
-  return `${(seconds / 86400).toFixed(1)} d`;
-}
-
-function timeEl(iso) {
-  if (!iso) return '–';
-  const when = new Date(iso);
-  const ago = Math.max(0, (Date.now() - when.getTime()) / 1000);
-  return h('time', { datetime: iso, title: when.toLocaleString() }, `${duration(ago)} ago`);
-}
-
-function badge(state) {
-  return h('span', { class: `badge state-${state}` }, state);
-}
-
-function jobLink(job) {
-  return h('a', { href: `#/jobs/${job.id}`, class: 'mono', title: job.id }, job.id.slice(0, 8));
-}
 
 function bytes(n) {
   if (n === null || n === undefined) return null;
@@ -97,13 +62,6 @@ function progressText(progress) {
 
 function replaceRows(tbody, rows) {
   tbody.replaceChildren(...rows);
-}
-
-function sleep(ms, signal) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
-  });
 }
 
 // A signed-in call failed: a refused key signs out, anything else is shown where it happened.
@@ -359,11 +317,11 @@ async function findJob(event) {
   }
 }
 
-async function showOverview(signal) {
-  show('overview', true);
+// Refreshes a view every REFRESH_MS while the tab is visible, until the view is left.
+async function keepRefreshing(signal, refresh) {
   while (!signal.aborted) {
     try {
-      if (!document.hidden) await refreshOverview(signal);
+      if (!document.hidden) await refresh(signal);
       $('boot-error').hidden = true;
     } catch (error) {
       if (signal.aborted) return;
@@ -375,15 +333,17 @@ async function showOverview(signal) {
   }
 }
 
-// -- one job ----------------------------------------------------------------------------------
-
-function traceLink(traceId) {
-  const template = config.tracing_ui_url_template;
-  if (!traceId) return h('span', { class: 'muted' }, 'none recorded');
-  if (!template) return h('code', { class: 'mono' }, traceId);
-  const href = template.replaceAll('{trace_id}', encodeURIComponent(traceId));
-  return h('a', { href, id: 'job-trace-link', target: '_blank', rel: 'noopener noreferrer', class: 'mono' }, traceId);
+async function showOverview(signal) {
+  show('overview', true);
+  await keepRefreshing(signal, refreshOverview);
 }
+
+// -- pipelines and batches ----------------------------------------------------------------------
+
+const pipelines = pipelineList(() => api);
+const batches = batchList(() => api);
+
+// -- one job ----------------------------------------------------------------------------------
 
 function renderJob(job) {
   $('job-id').textContent = job.id;
@@ -393,12 +353,12 @@ function renderJob(job) {
     ['Attempts', `${job.attempts} of ${job.max_attempts}`],
     ['Created', timeEl(job.created_at)], ['Started', timeEl(job.started_at)], ['Finished', timeEl(job.finished_at)],
     ['Run time', h('span', { id: 'job-runtime' }, duration(runSeconds(job)))],
-    ['Trace', traceLink(job.trace_id)],
+    ['Trace', traceLink(config.tracing_ui_url_template, job.trace_id, 'job-trace-link')],
   ];
   if (job.state === 'retrying' && job.retry_at) fields.splice(3, 0, ['Next attempt', timeEl(job.retry_at)]);
   if (job.run_at) fields.splice(3, 0, ['Runs at', timeEl(job.run_at)]);
   if (job.cancel_requested && !TERMINAL.has(job.state)) fields.push(['Cancel', 'requested; stops at the next checkpoint']);
-  $('job-fields').replaceChildren(...fields.flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]));
+  $('job-fields').replaceChildren(...fieldList(fields));
   renderProgress(job.progress, job.state);
   show('job-error-section', Boolean(job.error));
   $('job-error').textContent = job.error
@@ -540,19 +500,34 @@ async function showJob(id, signal) {
 
 // -- routing ----------------------------------------------------------------------------------
 
+function markNav() {
+  const section = location.hash.match(/^#\/(pipelines|batches)/)?.[1] ?? '';
+  for (const link of $('nav').querySelectorAll('a')) {
+    if (link.getAttribute('href') === `#/${section}`) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+}
+
 function route() {
   pageController?.abort();
   pageController = new AbortController();
   const { signal } = pageController;
-  for (const id of ['sign-in', 'overview', 'job-view']) show(id, false);
+  for (const id of VIEWS) show(id, false);
   show('nav', Boolean(api));
+  markNav();
   if (!api) {
     show('sign-in', true);
     $('api-key').focus();
     return;
   }
-  const match = location.hash.match(JOB_ROUTE);
-  if (match) showJob(match[1].toLowerCase(), signal);
+  const hash = location.hash;
+  const session = { api, config, fail: handleFailure };
+  let match;
+  if ((match = hash.match(JOB_ROUTE))) showJob(match[1].toLowerCase(), signal);
+  else if ((match = hash.match(PIPELINE_ROUTE))) showPipeline(match[1].toLowerCase(), session, signal);
+  else if ((match = hash.match(BATCH_ROUTE))) showBatch(match[1], session, signal);
+  else if (hash === '#/pipelines') { show('pipelines-view', true); keepRefreshing(signal, (s) => pipelines.refresh(s)); }
+  else if (hash === '#/batches') { show('batches-view', true); keepRefreshing(signal, (s) => batches.refresh(s)); }
   else showOverview(signal);
 }
 
@@ -585,7 +560,13 @@ async function boot() {
   $('dead-purge-selected').addEventListener('click', () => bulkDead('purge'));
   $('jobs-more').addEventListener('click', () => loadJobs(pageController.signal, { more: true })
     .catch((error) => handleFailure(error)));
-  document.addEventListener('visibilitychange', () => { if (!document.hidden && api && !location.hash.match(JOB_ROUTE)) route(); });
+  $('pipelines-more').addEventListener('click', () => pipelines.loadMore(pageController.signal)
+    .catch((error) => handleFailure(error)));
+  $('batches-more').addEventListener('click', () => batches.loadMore(pageController.signal)
+    .catch((error) => handleFailure(error)));
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && api && !LIVE_ROUTES.some((r) => location.hash.match(r))) route();
+  });
   window.addEventListener('hashchange', route);
   const key = sessionStorage.getItem(KEY_STORAGE);
   if (key) api = new Api(key, config);
