@@ -21,10 +21,10 @@ from offload_core.payloads.errors import PayloadUnavailable
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import STORE_DOWN_WRITE, STORE_RETRY_AFTER_SECONDS, ProblemError
 
-from .routes import PROBLEM
+from .routes import OPENAI_API_RESPONSES, PROBLEM
 from .submission import parse_callback
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=OPENAI_API_RESPONSES)
 
 
 class CreateBatch(BaseModel):

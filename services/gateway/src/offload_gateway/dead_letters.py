@@ -26,6 +26,7 @@ router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 
 MAX_BATCH = 500
 RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed JSON body", **PROBLEM},
     401: {"description": "Missing or invalid API key", **PROBLEM},
     403: {"description": "Not an admin key", **PROBLEM},
     422: {"description": "Invalid request", **PROBLEM},

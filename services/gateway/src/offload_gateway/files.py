@@ -20,10 +20,10 @@ from offload_core.payloads.errors import PayloadUnavailable
 from offload_core.web.deps import AuthenticatedCaller
 from offload_core.web.problems import STORE_DOWN_WRITE, STORE_RETRY_AFTER_SECONDS, ProblemError
 
-from .routes import PROBLEM
+from .routes import OPENAI_API_RESPONSES, PROBLEM
 from .uploads import read_upload_form
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=OPENAI_API_RESPONSES)
 
 UPLOAD_SCHEMA = {
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

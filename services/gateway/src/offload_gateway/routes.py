@@ -216,6 +216,12 @@ async def submit_probe(body: ProbeJobRequest, caller: AuthenticatedCaller, reque
     return await submit(caller.store, new)
 
 
+# What any route of the OpenAI-shaped APIs (files, batches) may answer besides its own.
+OPENAI_API_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", **PROBLEM},
+    422: {"description": "A parameter is invalid (e.g. a cursor that names nothing of yours)", **PROBLEM},
+    503: {"description": "Job store unavailable", **PROBLEM},
+}
 ID_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid API key", **PROBLEM},
     404: {"description": "No such job for this tenant", **PROBLEM},
