@@ -8,6 +8,8 @@ import re
 
 from prometheus_client import REGISTRY
 
+import offload_core.batches.coordinator  # noqa: F401 - registers the batch metrics
+import offload_core.files.store  # noqa: F401 - registers the file metrics
 import offload_core.jobs.metrics  # noqa: F401 - registers the job metrics
 import offload_core.maintenance.reconcile  # noqa: F401 - registers the quota drift metrics
 import offload_core.maintenance.webhooks  # noqa: F401 - registers the webhook delivery metrics

@@ -422,6 +422,19 @@ def test_llm_tokens_per_model_and_kind_and_no_waits_without_a_cap(run: Run):
     assert all(v == 0 for v in run.ask("capacity_waits_rate").values())  # no model has a capacity here
 
 
+def test_the_registry_sees_both_workers_live_and_none_lost(run: Run):
+    live = run.ask("workers_live")
+    assert live[("ocr",)] >= 1 and live[("llm",)] >= 1, live
+    assert all(v == 0 for v in run.ask("workers_lost_1h").values())
+
+
+def test_no_batch_or_file_so_their_series_stay_at_zero(run: Run):
+    answers = [run.ask("batches_running"), run.ask("batch_lines_in_flight"), run.ask("batch_lines_fed_rate"),
+               run.ask("batch_lines_finished_rate"), run.ask("batches_finished_rate"), run.ask("files_created_rate"),
+               run.ask("file_bytes_created_rate"), run.ask("files_deleted_rate")]
+    assert all(v == 0 for answer in answers for v in answer.values()), answers
+
+
 def test_http_request_rates_by_service_and_status(run: Run):
     answer = run.ask("http_requests_rate")
     seconds = run.t2 - run.t1
