@@ -7,10 +7,14 @@ so however often it is scraped, Redis sees no more commands.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
+import pytest
 import redis as redis_client
 
-from tests.support.processes import wait_for
+from tests.support.platform import PlatformFactory
+from tests.support.processes import RedisServer, wait_for
 from tests.telemetry.prom import scrape, value
 
 
@@ -18,8 +22,25 @@ def _llen_calls(client: redis_client.Redis) -> int:
     return int(client.info("commandstats").get("cmdstat_llen", {}).get("calls", 0))
 
 
-def test_metrics_are_served_on_their_own_port_only_and_scrapes_do_no_redis_work(platform_factory, redis_url):
-    platform = platform_factory.start(workers=(), env={"OFFLOAD_METRICS_REFRESH_SECONDS": "3600"})
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own: its command counts are server-wide, and the session's Redis
+    also serves other suites' platforms, whose status services refresh their gauges meanwhile."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+def test_metrics_are_served_on_their_own_port_only_and_scrapes_do_no_redis_work(own_redis, tmp_path):
+    factory = PlatformFactory(redis_url=own_redis.url, log_dir=tmp_path)
+    try:
+        _scrapes_do_no_redis_work(factory.start(workers=(), env={"OFFLOAD_METRICS_REFRESH_SECONDS": "3600"}),
+                                  own_redis.url)
+    finally:
+        factory.stop_all()
+
+
+def _scrapes_do_no_redis_work(platform, redis_url: str) -> None:
     for service in (platform.gateway, platform.status):
         r = httpx.get(f"{service.url}/metrics", timeout=10)
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
