@@ -76,7 +76,9 @@ def test_with_keda_the_webhook_admits_the_scaled_objects_and_the_trigger_authent
 
     # The webhook is live (failurePolicy Fail here): it refuses a second ScaledObject on a worker.
     second = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "second"},
-              "spec": {"scaleTargetRef": {"name": "scaled-offload-worker-ocr"},
+              # minReplicaCount 1: a cpu-only trigger at 0 is refused for that alone, before or after the
+              # duplicate check depending on KEDA's order; the duplicate is what is tested here.
+              "spec": {"scaleTargetRef": {"name": "scaled-offload-worker-ocr"}, "minReplicaCount": 1,
                        "triggers": [{"type": "cpu", "metricType": "Utilization", "metadata": {"value": "50"}}]}}
     with pytest.raises(ApiException) as refused:
         custom.create_namespaced_custom_object("keda.sh", "v1alpha1", ns, "scaledobjects", second)
