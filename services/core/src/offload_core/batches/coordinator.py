@@ -183,15 +183,17 @@ class BatchCoordinator:
         lines, _ = split_lines(window, at_end=batch.cursor + len(window) >= record.bytes)
         job_type = ENDPOINTS[batch.endpoint]
         priority = Priority(batch.priority)
-        todo: list[tuple[int, int, NewJob | None]] = []  # (line number, cursor after it, job or None: blank/refused)
+        # Each line read, in order: (line number, cursor after it, its job, or None: blank or refused).
+        planned: list[tuple[int, int, NewJob | None]] = []
+        jobs: list[NewJob] = []
         cursor, line_no = batch.cursor, batch.next_line
         refused_lines: list[tuple[int, str]] = []
         for raw in lines:
             cursor += len(raw) + 1
             if is_blank(raw):
-                todo.append((line_no, cursor, None))
+                planned.append((line_no, cursor, None))
             else:
-                if sum(1 for _, _, j in todo if j is not None) >= free:
+                if len(jobs) >= free:
                     break
                 try:
                     parsed = parse_line(raw, batch.endpoint, s, batch.tenant)
@@ -199,20 +201,20 @@ class BatchCoordinator:
                     # Valid at creation, refused now (the settings changed): its error line, no job.
                     refused_lines.append((line_no, output_line(f"refused-{batch.id}-{line_no}", _custom_id(raw), 400,
                                                                _error_body(str(exc), "invalid_request_error"), None)))
-                    todo.append((line_no, cursor, None))
+                    planned.append((line_no, cursor, None))
                 else:
-                    todo.append((line_no, cursor, NewJob(
+                    jobs.append(NewJob(
                         type=job_type, tenant=batch.tenant, priority=priority, payload=parsed.payload,
                         params={"batch_id": batch.id, "line": line_no, "custom_id": parsed.custom_id,
                                 "model": parsed.model},
-                        idempotency_key=f"batch:{batch.id}:{line_no}", batch_id=batch.id, counts_rate=False)))
+                        idempotency_key=f"batch:{batch.id}:{line_no}", batch_id=batch.id, counts_rate=False))
+                    planned.append((line_no, cursor, jobs[-1]))
             line_no += 1
         cursor = min(cursor, record.bytes)
-        jobs = [job for _, _, job in todo if job is not None]
         outcomes = iter(await asyncio.gather(*(self.jobs.submit(job) for job in jobs)))
         advanced_to, next_line, fed, refused = batch.cursor, batch.next_line, 0, False
         pipe = self.redis.pipeline(transaction=False)
-        for n, after, job in todo:
+        for n, after, job in planned:
             if job is not None:
                 outcome = next(outcomes)
                 if outcome.status in ("created", "existing", "conflict") and outcome.job_id:

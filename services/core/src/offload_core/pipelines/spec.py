@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from offload_core.llm.request import LlmParams
 from offload_core.types import Priority
 
-PLACEHOLDERS = ("{text}", "{results}")
+INPUT_FIELDS = ("{text}", "{results}")
 MAX_STEPS = 8
 STEP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -79,7 +79,7 @@ class PipelineRequest(BaseModel):
             if step.name in names:
                 raise ValueError(f"step {number}'s name {step.name!r} is used by an earlier step; names must differ")
             names.add(step.name)
-            if not any(p in step.template_text() for p in PLACEHOLDERS):
+            if not any(p in step.template_text() for p in INPUT_FIELDS):
                 raise ValueError(f"step {number} ({step.name}) names neither {{text}} nor {{results}}, so it would "
                                  "not see what the step before it made")
             before = self.steps[number - 2]
